@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= ../shared/data
+WEIGHTS_DIR ?= ../shared/weights/keras
+# Keras looks for ImageNet weights here before downloading them; we fill it from WEIGHTS_DIR
+# when that folder exists, so training works offline exactly as after a download.
+export KERAS_HOME ?= $(CURDIR)/.keras
+export DATA_DIR
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test install examples keras-cache train-leaf train-cactus train benchmarks clean
+
+run: install examples
+	GRADIO_SERVER_NAME=$${GRADIO_SERVER_NAME:-0.0.0.0} GRADIO_SERVER_PORT=$${GRADIO_SERVER_PORT:-7860} $(BIN)/python app.py
+
+test: install examples keras-cache
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Copies the example images listed in examples/examples.json from DATA_DIR (skipped if absent).
+examples: install
+	$(BIN)/python -m greenlens.examples --data-dir "$(DATA_DIR)"
+
+keras-cache:
+	@if [ -d "$(WEIGHTS_DIR)" ]; then mkdir -p "$(KERAS_HOME)/models" && cp -u "$(WEIGHTS_DIR)"/*.h5 "$(KERAS_HOME)/models/"; \
+	else echo "$(WEIGHTS_DIR) not found: Keras will download ImageNet weights on first use"; fi
+
+train-leaf: install keras-cache
+	$(BIN)/python train.py leaf --backbone mobilenet_v2 --image-size 160 --out models/leaf
+
+train-cactus: install keras-cache
+	$(BIN)/python train.py cactus --out models/cactus
+
+train: train-leaf train-cactus
+
+clean:
+	rm -rf $(VENV) .pytest_cache examples/leaf examples/cactus

@@ -1,0 +1,1 @@
+"""greenlens: two transfer-learning image classifiers (strawberry leaf health, aerial cactus)."""

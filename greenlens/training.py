@@ -1,0 +1,204 @@
+"""Two-stage transfer learning behind one call, `fine_tune` (the policy of fastai's fine_tune).
+
+Stage 1 trains a new head on a frozen ImageNet backbone; stage 2 unfreezes the backbone's top
+blocks and trains them with the head at a low learning rate. Both stages run on activations
+of the frozen bottom of the backbone computed once per image (and per augmented view): the
+frozen layers give the same output every epoch, so recomputing them, as the original
+notebooks did, spends most of a CPU's time on work already done.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from .backbones import build_backbone, build_classifier, get_backbone
+from .inference import predict_images
+
+
+@dataclass
+class TrainConfig:
+    backbone: str
+    image_size: int
+    weights: str | None = "imagenet"
+    alpha: float = 1.0
+    # Last frozen layer; None: the backbone's default (its top blocks are fine-tuned).
+    fine_tune_after: str | None = None
+    augmentation: str = "flips"
+    # Augmented views cached per training image (the first is the image itself).
+    views: int = 2
+    head_epochs: int = 30
+    head_learning_rate: float = 1e-3
+    fine_tune_epochs: int = 8
+    fine_tune_learning_rate: float = 3e-4
+    batch_size: int = 64
+    patience: int = 3
+    dropout: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels, val_images, val_labels) -> TrainResult:
+    """Builds the classifier and trains it in two stages; returns it with curves and timings."""
+    keras.utils.set_random_seed(config.seed)
+    spec = get_backbone(config.backbone)
+    timings = {}
+
+    started = time.perf_counter()
+    backbone = build_backbone(spec, config.weights, config.alpha)
+    model, head = build_classifier(backbone, spec, config.image_size, num_classes, config.dropout)
+    stem, top = split_backbone(model, backbone, config.fine_tune_after or spec.fine_tune_after)
+    timings["build"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    train_views = np.stack([
+        cache_activations(stem, [augment(image, config.augmentation, rng, view) for image in train_images], f"Frozen layers, view {view + 1}/{config.views}")
+        for view in range(config.views)
+    ])
+    val_activations = cache_activations(stem, val_images, "Frozen layers, validation")
+    timings["cache_activations"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    head_history = train_head(config, top, head, train_views, train_labels, val_activations, val_labels)
+    timings["stage1_head"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    fine_tune_history = train_top_blocks(config, top, head, train_views, train_labels, val_activations, val_labels)
+    timings["stage2_fine_tune"] = time.perf_counter() - started
+
+    freeze(backbone)
+    return TrainResult(model, {"stage1_head": head_history, "stage2_fine_tune": fine_tune_history}, timings)
+
+
+def split_backbone(model: keras.Model, backbone: keras.Model, cut_layer: str) -> tuple[keras.Model, keras.Model]:
+    """Splits the classifier at `cut_layer`: `stem` (raw image -> activations of the frozen
+    blocks, preprocessing included) and `top` (those activations -> pooled features).
+
+    Both share their layers, and so their weights, with `model`: training `top` trains the model.
+    """
+    cut = backbone.get_layer(cut_layer).output
+    frozen_part = keras.Model(backbone.input, cut, name="frozen_blocks")
+    top = keras.Model(cut, backbone.output, name="top_blocks")
+    x = model.get_layer("backbone_scaling")(model.get_layer("resize")(model.input))
+    stem = keras.Model(model.input, frozen_part(x), name="stem")
+    return stem, top
+
+
+def augment(image: np.ndarray, kind: str, rng: np.random.Generator, view: int) -> np.ndarray:
+    """Label-preserving transforms; view 0 is the image itself."""
+    if view == 0:
+        return image
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    if kind == "dihedral":
+        image = np.rot90(image, k=int(rng.integers(4)))
+    elif rng.random() < 0.5:
+        image = image[::-1]
+    return np.ascontiguousarray(image)
+
+
+def cache_activations(stem: keras.Model, images, desc: str) -> np.ndarray:
+    """Runs the frozen blocks once per image; BatchNorm is in inference mode, so the result is
+    exactly what the frozen layers would give in any epoch."""
+    return predict_images(stem, images, batch_size=64, desc=desc)
+
+
+def freeze(backbone: keras.Model) -> None:
+    backbone.trainable = False
+
+
+def unfreeze_top_blocks(top: keras.Model) -> None:
+    """Makes the top blocks trainable except BatchNorm.
+
+    BatchNorm layers stay frozen (and so in inference mode): their moving statistics come
+    from ImageNet, and updating them from small fine-tuning batches wrecks what the blocks learned.
+    """
+    top.trainable = True
+    for layer in top.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def train_head(config, top, head, train_views, train_labels, val_activations, val_labels) -> dict[str, list[float]]:
+    """Stage 1: a new head on frozen features, with a normal learning rate.
+
+    The random head must be trained before the backbone is unfrozen, or its large early
+    gradients would destroy the pretrained top blocks.
+    """
+    freeze(top)
+    features = np.stack([top.predict(views, batch_size=256, verbose=0) for views in train_views])
+    val_features = top.predict(val_activations, batch_size=256, verbose=0)
+    head_model = keras.Sequential([keras.Input(shape=features.shape[2:]), *head], name="head")
+    return _fit(
+        head_model,
+        ViewSampler(features, train_labels, config.batch_size, config.seed),
+        (val_features, val_labels),
+        config.head_learning_rate,
+        config.head_epochs,
+        config.patience,
+    )
+
+
+def train_top_blocks(config, top, head, train_views, train_labels, val_activations, val_labels) -> dict[str, list[float]]:
+    """Stage 2: unfreeze the top blocks and train them with the head at a low learning rate,
+    so the pretrained filters adapt to the task instead of being overwritten."""
+    unfreeze_top_blocks(top)
+    model = keras.Sequential([keras.Input(shape=train_views.shape[2:]), top, *head], name="fine_tune")
+    return _fit(
+        model,
+        ViewSampler(train_views, train_labels, config.batch_size, config.seed + 1),
+        (val_activations, val_labels),
+        config.fine_tune_learning_rate,
+        config.fine_tune_epochs,
+        config.patience,
+    )
+
+
+def _fit(model, train_data, validation_data, learning_rate, epochs, patience) -> dict[str, list[float]]:
+    if epochs <= 0:
+        return {}
+    # One epoch of linear warm-up, then cosine decay to zero: full-size steps on a freshly
+    # unfrozen network wreck its pretrained filters before the gradients settle.
+    steps = len(train_data)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, (epochs - 1) * steps), warmup_target=learning_rate, warmup_steps=steps
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=[stop], verbose=2)
+    return {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
+class ViewSampler(keras.utils.PyDataset):
+    """Each epoch shows every training image once, in one of its cached augmented views."""
+
+    def __init__(self, views: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.views, self.labels, self.batch_size = views, np.asarray(labels), batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.views[self.view_of[rows], rows], self.labels[rows]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.labels))
+        self.view_of = self.rng.integers(len(self.views), size=len(self.labels))

@@ -1,0 +1,50 @@
+"""Starts the real app (`python app.py`) in a subprocess on a free port and waits until it answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+
+from .conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_app(env: dict[str, str] | None = None, timeout: float = 180):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    environment = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+                   "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+    log = open(os.devnull if os.environ.get("APP_LOG") is None else os.environ["APP_LOG"], "w")
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"app exited with {process.returncode}:\n{process.stdout.read()}")
+            try:
+                urllib.request.urlopen(url + "config", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise TimeoutError(f"app did not answer on {url} within {timeout} s")
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

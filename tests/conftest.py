@@ -1,0 +1,81 @@
+"""Shared fixtures: where the real data lives (skip when absent) and generated images."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+LEAF_DIR = DATA_DIR / "strawberry-leaf"
+CACTUS_DIR = DATA_DIR / "aerial-cactus"
+KERAS_HOME = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+MOBILENET_WEIGHTS = KERAS_HOME / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+@pytest.fixture(scope="session")
+def leaf_dir() -> Path:
+    if not (LEAF_DIR / "color").is_dir():
+        pytest.skip(f"real leaf data not found at {LEAF_DIR} (set DATA_DIR)")
+    return LEAF_DIR
+
+
+@pytest.fixture(scope="session")
+def cactus_dir() -> Path:
+    if not (CACTUS_DIR / "train.csv").is_file():
+        pytest.skip(f"real cactus data not found at {CACTUS_DIR} (set DATA_DIR)")
+    return CACTUS_DIR
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights() -> str:
+    """`imagenet` when the Keras cache holds the MobileNetV2 weights (make fills it offline)."""
+    if not MOBILENET_WEIGHTS.is_file():
+        pytest.skip(f"MobileNetV2 ImageNet weights not in the Keras cache ({MOBILENET_WEIGHTS}); run `make keras-cache`")
+    return "imagenet"
+
+
+def make_image(path: Path, color, size=(32, 32), noise_seed: int = 0) -> Path:
+    """A small textured image of a dominant colour: classes told apart by colour are learnable."""
+    rng = np.random.default_rng(noise_seed)
+    pixels = np.clip(np.array(color)[None, None, :] + rng.normal(0, 20, (*size[::-1], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def generated_leaf_dir(tmp_path) -> Path:
+    """A Kaggle plantvillage-layout folder: 2 classes x 3 leaves x 3 photos, with leaf_groups.csv."""
+    root = tmp_path / "strawberry-leaf"
+    rows = ["class,leaf_id,color_file,segmented_file"]
+    for class_name, color, prefix in (("Strawberry___healthy", (40, 160, 40), "hl"), ("Strawberry___Leaf_scorch", (150, 80, 40), "ls")):
+        for leaf in range(3):
+            for photo in range(3):
+                name = f"{prefix}{leaf}_{photo}.jpg"
+                make_image(root / "color" / class_name / name, color, noise_seed=leaf * 10 + photo)
+                rows.append(f"{class_name},{prefix}-{leaf},{name},")
+    (root / "leaf_groups.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def generated_cactus_dir(tmp_path) -> Path:
+    """A Kaggle aerial-cactus-layout folder: train.csv + train/<id>, 40 tiles."""
+    root = tmp_path / "aerial-cactus"
+    rows = ["id,has_cactus"]
+    for index in range(40):
+        has_cactus = index % 2
+        name = f"tile{index:03d}.jpg"
+        make_image(root / "train" / name, (60, 140, 60) if has_cactus else (170, 140, 110), noise_seed=index)
+        rows.append(f"{name},{has_cactus}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    return root

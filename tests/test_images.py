@@ -1,0 +1,77 @@
+"""Decoding what users upload: every colour mode, EXIF rotation, damaged files, size limits."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from greenlens.images import ImageError, decode_image
+
+
+def png_bytes(image: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kwargs.pop("format", "PNG"), **kwargs)
+    return buffer.getvalue()
+
+
+def test_grayscale_rgba_palette_cmyk_become_rgb():
+    gray = decode_image(png_bytes(Image.new("L", (5, 4), 128)))
+    assert gray.shape == (4, 5, 3) and (gray == 128).all()
+    rgba = Image.new("RGBA", (3, 3), (200, 100, 50, 255))
+    rgba.putpixel((0, 0), (255, 255, 255, 0))
+    out = decode_image(png_bytes(rgba))
+    assert tuple(out[1, 1]) == (200, 100, 50) and tuple(out[0, 0]) == (0, 0, 0)  # transparent -> black
+    palette = Image.new("RGB", (4, 4), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE)
+    assert np.abs(decode_image(png_bytes(palette))[0, 0].astype(int) - (10, 200, 30)).max() <= 4
+    cmyk = decode_image(png_bytes(Image.new("CMYK", (4, 4), (0, 255, 255, 0)), format="JPEG"))
+    assert cmyk[0, 0, 0] > 200 and cmyk[0, 0, 1] < 60  # red
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped():
+    deep = Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16))
+    out = decode_image(png_bytes(deep))
+    assert 125 <= out[0, 0, 0] <= 130
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to display
+    out = decode_image(png_bytes(image, format="JPEG", exif=exif.tobytes(), quality=95))
+    assert out.shape == (40, 20, 3)
+    assert out[5, 10, 2] > 200  # the blue half is on top after rotation
+
+
+def test_bad_files_give_plain_messages(tmp_path):
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello, I am not a picture")
+    with pytest.raises(ImageError, match="not an image"):
+        decode_image(text)
+    jpeg = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)), format="JPEG")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(jpeg[: len(jpeg) // 3])
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        decode_image(truncated)
+    with pytest.raises(ImageError, match="No image"):
+        decode_image(None)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    bomb = png_bytes(Image.new("1", (30_000, 30_000)), optimize=True)
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageError, match="30000 x 30000 pixels, over the limit"):
+        decode_image(bomb)
+
+
+def test_animated_gif_uses_first_frame():
+    frames = [Image.new("RGB", (8, 8), color) for color in ((255, 0, 0), (0, 255, 0))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    out = decode_image(buffer.getvalue())
+    assert out[0, 0, 0] > 200 and out[0, 0, 1] < 50

@@ -1,0 +1,51 @@
+"""Model repo I/O: source names, refusing models that carry code, clear errors for bad sources."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import pytest
+
+from greenlens import repository
+
+
+def test_hub_ids_and_revisions_are_parsed():
+    assert repository.parse_hub_id("org/name") == ("org/name", None)
+    assert repository.parse_hub_id("hf://org/name") == ("org/name", None)
+    assert repository.parse_hub_id("org/name@v1.0") == ("org/name", "v1.0")
+    assert repository.parse_hub_id("hf://org/my-model.v2@0123abc") == ("org/my-model.v2", "0123abc")
+    assert repository.parse_hub_id("/a/b/c") is None
+    assert repository.parse_hub_id("no-slash") is None
+
+
+def test_model_with_code_is_refused(tmp_path):
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    folder = tmp_path / "evil"
+    keras.saving.save_model(keras.Model(inputs, outputs), str(folder), zipped=False)
+    (folder / "labels.json").write_text(json.dumps(["a", "b"]))
+    with pytest.raises(repository.ModelSourceError, match="Lambda"):
+        repository.load(str(folder))
+
+
+def test_folder_without_model_files_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(repository.ModelSourceError, match="model.weights.h5 is missing"):
+        repository.load(str(tmp_path))
+
+
+def test_unknown_source_is_explained(tmp_path):
+    with pytest.raises(repository.ModelSourceError, match="neither a model folder nor a Hub repo id"):
+        repository.load(str(tmp_path / "missing" / "folder"))
+
+
+def test_hub_repo_missing_from_cache_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(repository.ModelSourceError, match="not in the huggingface_hub cache"):
+        repository.fetch("someone/not-cached")
