@@ -2,7 +2,10 @@
 
     python train.py leaf   --data DATA/strawberry-leaf/color DATA/strawberry-leaf/segmented --out models/leaf
     python train.py cactus --data DATA/aerial-cactus --out models/cactus
+    python train.py cactus --push-to-hub ORG/NAME --min-accuracy 0.99
     python train.py push models/cactus ORG/NAME
+
+Pushing needs a token with write access: HF_TOKEN, or `hf auth login`.
 """
 
 from __future__ import annotations
@@ -48,8 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--groups", type=Path, help="leaf_groups.csv (default: found beside the data)")
         sub.add_argument("--limit", type=int, help="train on a stratified sample of this many images")
         sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--repo-id", default=f"greenlens/{name}-classifier", help="Hub repo id named on the card")
+        sub.add_argument("--repo-id", default=f"greenlens/{name}-classifier",
+                         help="Hub repo id named on the card (default: --push-to-hub's)")
+        add_push_options(sub)
+        sub.add_argument("--push-to-hub", metavar="ORG/NAME", help="after training, upload the model repo here")
+    push = commands.add_parser("push", help="upload an existing model folder to the Hub without retraining")
+    push.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
+    push.add_argument("repo_id", metavar="ORG/NAME")
+    add_push_options(push)
     args = parser.parse_args(argv)
+    if args.command == "push":
+        return publish(args.model_dir, args.repo_id, args.private, args.min_accuracy)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         return train(args)
@@ -73,11 +85,43 @@ def train(args) -> int:
         seed=args.seed,
     )
     command = "python train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    repo_id = args.push_to_hub or args.repo_id
     try:
-        train_task(task, args.data, args.out, config, args.repo_id, command, args.validation_fraction, args.groups, args.limit)
+        train_task(task, args.data, args.out, config, repo_id, command, args.validation_fraction, args.groups, args.limit)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.push_to_hub:
+        return publish(args.out, args.push_to_hub, args.private, args.min_accuracy)
+    return 0
+
+
+def add_push_options(parser) -> None:
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    parser.add_argument("--min-accuracy", type=float, metavar="X",
+                        help="refuse to push a model whose validation accuracy is below X")
+
+
+def publish(model_dir: Path, repo_id: str, private: bool, min_accuracy: float | None) -> int:
+    import json
+
+    from greenlens.repository import PushError, push
+
+    metrics_file = Path(model_dir) / "metrics.json"
+    if min_accuracy is not None:
+        accuracy = json.loads(metrics_file.read_text())["metrics"]["accuracy"] if metrics_file.is_file() else None
+        if accuracy is None or accuracy < min_accuracy:
+            print(f"error: not pushed: validation accuracy {accuracy} of {model_dir} is below --min-accuracy {min_accuracy}",
+                  file=sys.stderr)
+            return 1
+    try:
+        commit = push(model_dir, repo_id, private=private)
+    except PushError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    name = commit.repo_url.repo_id
+    print(f"Pushed {model_dir} to {commit.repo_url} (commit {commit.oid[:12]})")
+    print(f'Load it with: keras.saving.load_model("hf://{name}")')
     return 0
 
 

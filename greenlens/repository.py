@@ -132,3 +132,75 @@ def load(source: str) -> ModelRepo:
     task = json.loads((path / "task.json").read_text()) if (path / "task.json").is_file() else {}
     metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
     return ModelRepo(model, labels, task, metrics, path, description)
+
+
+class PushError(RuntimeError):
+    """A push the Hub refused or could not receive; the message says what to set."""
+
+
+def push(folder: Path, repo_id: str, private: bool = False, message: str | None = None):
+    """Uploads a model repo folder to the Hub in one commit, creating the repo if needed.
+
+    The card and metrics.json are rewritten to name `repo_id`, so the card's load snippet points
+    at the repo it lives in. The token comes from HF_TOKEN or `hf auth login`; it is never printed.
+    Returns huggingface_hub's CommitInfo.
+    """
+    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    folder = Path(folder)
+    if parse_hub_id(repo_id) is None or "@" in repo_id:
+        raise PushError(f"{repo_id!r} is not a Hub repo id of the form org/name")
+    repo_id = parse_hub_id(repo_id)[0]
+    if not (folder / "config.json").is_file() or not (folder / "model.weights.h5").is_file():
+        raise PushError(f"{folder} is not a model repo folder (config.json and model.weights.h5 expected)")
+    if get_token() is None:
+        raise PushError("No Hugging Face token found: set HF_TOKEN to a token with write access, or run `hf auth login`")
+    api = HfApi(library_name="greenlens")
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / folder.name
+        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(".*"))
+        record = retarget(staged, repo_id)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=staged, commit_message=message or commit_message(record)
+            )
+        except HfHubHTTPError as error:
+            status = getattr(error.response, "status_code", None)
+            if status in (401, 403):
+                raise PushError(
+                    f"The Hub refused the push to {repo_id} (HTTP {status}): set HF_TOKEN to a token with write "
+                    f"access to {repo_id.split('/')[0]}, or run `hf auth login`"
+                ) from None
+            raise PushError(f"The Hub refused the push to {repo_id}: {str(error).strip().splitlines()[0]}") from None
+        except Exception as error:
+            if type(error).__module__.split(".")[0].startswith("httpx"):
+                raise PushError(f"The Hub at {constants.ENDPOINT} could not be reached: {error}") from None
+            raise
+
+
+def retarget(folder: Path, repo_id: str) -> dict:
+    """Makes metrics.json and the card name `repo_id`; returns the run record."""
+    from .card import render_card
+
+    metrics_path = Path(folder) / "metrics.json"
+    if not metrics_path.is_file():
+        return {}
+    record = json.loads(metrics_path.read_text())
+    if record.get("repo_id") != repo_id:
+        record["repo_id"] = repo_id
+        write_json(metrics_path, record)
+        render_card(record).save(Path(folder) / "README.md")
+    return record
+
+
+def commit_message(record: dict) -> str:
+    if not record:
+        return "Upload model"
+    task, metrics = record["task"], record["metrics"]
+    auc = "" if metrics.get("roc_auc") is None else f", ROC AUC {metrics['roc_auc']:.5f}"
+    return (
+        f"Upload {task['title'].lower()} model: {task['backbone_display']} {task['image_size']}px, "
+        f"validation accuracy {metrics['accuracy']:.4f}{auc}"
+    )

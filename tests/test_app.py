@@ -97,3 +97,17 @@ def test_bad_model_source_stops_the_app_with_the_variable_named(tmp_path):
     assert result.returncode != 0
     assert "LEAF_MODEL=" in result.stderr and "nowhere" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_empty_request_gets_a_plain_error(client):
+    with pytest.raises(Exception, match="No image was given"):
+        client.predict(None, api_name="/classify_leaf")
+
+
+def test_upload_over_the_size_limit_is_refused(tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2_100_000))
+    with running_app(env={"GREENLENS_MAX_FILE_SIZE": "2mb"}) as (url, _):
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="(?i)exceeds|too large|maximum"):
+            client.predict(handle_file(str(big)), api_name="/classify_leaf")

@@ -49,3 +49,16 @@ def test_hub_repo_missing_from_cache_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     with pytest.raises(repository.ModelSourceError, match="not in the huggingface_hub cache"):
         repository.fetch("someone/not-cached")
+
+
+def test_readme_front_matter_is_a_valid_space_config():
+    from huggingface_hub import metadata_load
+
+    from .conftest import ROOT
+
+    meta = metadata_load(ROOT / "README.md")
+    pinned = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    assert meta["sdk"] == "gradio" and meta["sdk_version"] == pinned["gradio"]
+    assert meta["app_file"] == "app.py" and (ROOT / meta["app_file"]).is_file()
+    assert meta["license"] and meta["title"] and meta["emoji"]
+    assert all(repository.parse_hub_id(model) for model in meta["models"])
