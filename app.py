@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,6 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import gradio as gr  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
 
+from greenlens import survey as surveying  # noqa: E402
+from greenlens.batch import classify_many, list_inputs  # noqa: E402
 from greenlens.examples import example_files  # noqa: E402
 from greenlens.images import ImageError, decode_image  # noqa: E402
 from greenlens.inference import Classifier  # noqa: E402
@@ -71,6 +74,16 @@ def classify_batch(classifier: Classifier):
     return classify
 
 
+def explain_fn(classifier: Classifier):
+    def explain(path: str | None):
+        try:
+            return classifier.explain(decode_image(path))
+        except ImageError as error:
+            raise gr.Error(str(error)) from None
+
+    return explain
+
+
 def facts_markdown(classifier: Classifier) -> str:
     facts = "\n".join(f"- {name}: **{value}**" for name, value in classifier.facts.items())
     return f"### About this model\n{facts}"
@@ -86,12 +99,24 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
                 label=f"{task.title} image", height=320,
             )
             button = gr.Button("Classify", variant="primary")
+            show_heat = gr.Checkbox(label="Show where the model looks (Grad-CAM)", value=False)
         with gr.Column():
             label = gr.Label(num_top_classes=len(classifier.labels), label="Prediction")
+            heat = gr.Image(label="Where the model looked", visible=False, interactive=False, elem_id=f"heat-{task_name}")
             gr.Markdown(facts_markdown(classifier))
     button.click(
         classify, image, label, api_name=f"classify_{task_name}", batch=True, max_batch_size=MAX_BATCH_SIZE,
         api_description=f"{task.summary} Image file in; label and probability of every class out.",
+    )
+    explain = explain_fn(classifier)
+    gr.on(
+        [button.click, show_heat.change], lambda path, show: gr.Image(value=explain(path) if show and path else None, visible=show),
+        [image, show_heat], heat, api_visibility="private",
+    )
+    # The named endpoint takes just the image; the button itself is never shown.
+    gr.Button(visible=False).click(
+        explain, image, heat, api_name=f"explain_{task_name}",
+        api_description="Image file in; the image with a Grad-CAM heat map of where the model looked out.",
     )
     examples = example_files(task_name)
     if examples:
@@ -102,6 +127,68 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
         )
     else:
         gr.Markdown("*Example images are not installed: run `make examples` with the data folder present.*")
+
+
+def batch_fn(classifier: Classifier, task_name: str):
+    def classify_files(files: list[str] | None):
+        if not files:
+            raise gr.Error("Upload image files or a zip of images first.")
+        result = classify_many(classifier.model, classifier.labels, list_inputs([Path(f) for f in files]), progress=False)
+        if not result.names:
+            raise gr.Error(f"None of the {len(result.failures)} file(s) is an image this app can read.")
+        if result.failures:
+            gr.Warning(f"Skipped {len(result.failures)} unreadable file(s): {', '.join(n for n, _ in result.failures[:5])}")
+        path = Path(tempfile.mkdtemp()) / f"{task_name}_predictions.csv"
+        result.write_csv(path)
+        return result.rows(), str(path)
+
+    return classify_files
+
+
+def build_batch(task_name: str, classifier: Classifier) -> None:
+    with gr.Accordion("Batch: many images or a zip", open=False):
+        files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or zip files")
+        button = gr.Button("Classify all")
+        table = gr.Dataframe(label="Predictions", wrap=True)
+        csv_file = gr.File(label="CSV")
+        button.click(batch_fn(classifier, task_name), files, [table, csv_file], api_name=f"batch_{task_name}")
+
+
+def survey_fn(classifier: Classifier):
+    positive = classifier.labels.index(classifier.repo.task.get("positive_label", classifier.labels[0]))
+
+    def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5, progress=gr.Progress()):
+        try:
+            image = decode_image(path)
+            result = surveying.survey(
+                classifier.model, image, positive, int(stride), float(threshold),
+                progress=lambda done, total: progress(done / total, desc=f"{done:,} of {total:,} tiles"),
+            )
+        except (ImageError, surveying.SurveyError) as error:
+            raise gr.Error(str(error)) from None
+        csv_path = Path(tempfile.mkdtemp()) / "survey_tiles.csv"
+        csv_path.write_text(result.csv_text())
+        return surveying.overlay(image, result), result.summary, str(csv_path)
+
+    return run_survey
+
+
+def build_survey_tab(classifier: Classifier) -> None:
+    gr.Markdown(
+        "Upload an aerial image of any size (up to 8,000 x 8,000 pixels). It is cut into 32 x 32 tiles, the "
+        "scale the cactus model was trained on; every tile is classified and the cactus tiles are highlighted."
+    )
+    with gr.Row():
+        with gr.Column():
+            image = CheckedImage(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Aerial image")
+            stride = gr.Slider(8, 64, value=surveying.TILE, step=8, label="Stride (pixels between tiles)")
+            threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Cactus probability threshold")
+            button = gr.Button("Survey", variant="primary")
+        with gr.Column():
+            overlay = gr.Image(label="Cactus tiles", type="numpy")
+            summary = gr.JSON(label="Summary")
+            tiles = gr.File(label="Tiles (x, y, probability)")
+    button.click(survey_fn(classifier), [image, stride, threshold], [overlay, summary, tiles], api_name="survey")
 
 
 def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
@@ -115,6 +202,9 @@ def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
         for task_name, classifier in classifiers.items():
             with gr.Tab(TASKS[task_name].title):
                 build_tab(task_name, classifier)
+                build_batch(task_name, classifier)
+        with gr.Tab("Aerial survey"):
+            build_survey_tab(classifiers["cactus"])
     demo.queue(default_concurrency_limit=1)
     return demo
 

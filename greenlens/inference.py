@@ -51,6 +51,17 @@ class Classifier:
         """One {label: probability} per image, in the model's label order."""
         return [dict(zip(self.labels, map(float, row))) for row in self.predict(images)]
 
+    def explain(self, image: np.ndarray) -> np.ndarray:
+        """The image with a Grad-CAM heat map of where the model looked."""
+        from .backbones import get_backbone
+        from .explain import GradCam, overlay_heatmap
+
+        if not hasattr(self, "_grad_cam"):
+            backbone = self.repo.task.get("backbone")
+            self._grad_cam = GradCam(self.model, get_backbone(backbone).cam_layer if backbone else None)
+        heat, _ = self._grad_cam.heatmap(image)
+        return overlay_heatmap(image, heat)
+
     def warm_up(self) -> None:
         """Traces the predict function once so the first real request is not slow."""
         size = int(self.repo.task.get("image_size", 224))

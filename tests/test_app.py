@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
@@ -111,3 +112,55 @@ def test_upload_over_the_size_limit_is_refused(tmp_path):
         client = Client(url, verbose=False)
         with pytest.raises(Exception, match="(?i)exceeds|too large|maximum"):
             client.predict(handle_file(str(big)), api_name="/classify_leaf")
+
+
+def test_survey_endpoint_returns_overlay_summary_and_csv(client, tmp_path):
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from greenlens.images import decode_image
+
+    files = require_examples("cactus")
+    tiles = [decode_image(path) for path, _ in files][:6]
+    mosaic = np.concatenate([np.concatenate(tiles[:3], axis=1), np.concatenate(tiles[3:6], axis=1)], axis=0)
+    path = tmp_path / "mosaic.png"
+    Image.fromarray(mosaic).save(path)
+    overlay, summary, tiles_csv = client.predict(handle_file(str(path)), api_name="/survey")
+    assert Image.open(overlay).size == (96, 64)
+    expected_hits = sum(label == "cactus" for _, label in files[:6])
+    assert summary == {"tiles": 6, "cactus_tiles": expected_hits, "cactus_fraction": round(expected_hits / 6, 6), "threshold": 0.5}
+    rows = list(csv.DictReader(open(tiles_csv)))
+    assert [(r["x"], r["y"]) for r in rows] == [("0", "0"), ("32", "0"), ("64", "0"), ("0", "32"), ("32", "32"), ("64", "32")]
+    with pytest.raises(Exception, match="smaller than one 32 x 32 tile"):
+        small = tmp_path / "small.png"
+        Image.fromarray(mosaic[:20, :20]).save(small)
+        client.predict(handle_file(str(small)), api_name="/survey")
+
+
+def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
+    import csv
+    import zipfile
+
+    files = require_examples("leaf")
+    archive = tmp_path / "leaves.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path, _ in files:
+            zipped.write(path, f"leaves/{path.name}")
+        zipped.writestr("leaves/broken.jpg", b"not an image")
+    table, csv_path = client.predict([handle_file(str(archive))], api_name="/batch_leaf")
+    rows = list(csv.DictReader(open(csv_path)))
+    assert {r["file"]: r["label"] for r in rows} == {f"leaves/{p.name}": label for p, label in files}
+    assert len(table["data"]) == len(files)
+
+
+@pytest.mark.parametrize("task", ["leaf", "cactus"])
+def test_explain_endpoint_returns_the_image_with_a_heat_map(client, task):
+    from PIL import Image
+
+    path, _ = require_examples(task)[0]
+    overlay = client.predict(handle_file(str(path)), api_name=f"/explain_{task}")
+    original, explained = Image.open(path), Image.open(overlay)
+    assert explained.size == original.size
+    assert np.abs(np.asarray(explained.convert("RGB"), int) - np.asarray(original.convert("RGB"), int)).mean() > 5

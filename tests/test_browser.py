@@ -45,6 +45,9 @@ def test_visitor_classifies_an_uploaded_leaf_and_a_cactus_tile():
         expect = playwright.expect
         expect(page.locator("[data-testid=label-output-value]").first).to_contain_text(leaf_label, timeout=60_000)
 
+        page.get_by_label("Show where the model looks (Grad-CAM)").first.check()
+        expect(page.locator("#heat-leaf img")).to_be_visible(timeout=60_000)
+
         page.get_by_role("tab", name="Aerial cactus").click()
         cactus_path, cactus_label = next((p, label) for p, label in cactus_examples if label == "cactus")
         panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Classify"))

@@ -1,0 +1,88 @@
+"""Many images at once: a folder, a zip or a list of files in; one row per image out (label and
+each class probability), unreadable files reported rather than fatal; Kaggle submission format."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data import IMAGE_SUFFIXES
+from .images import ImageError, decode_image
+
+
+@dataclass
+class BatchResult:
+    labels: list[str]
+    names: list[str] = field(default_factory=list)
+    probabilities: list[np.ndarray] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
+
+    def rows(self) -> list[dict]:
+        return [
+            {"file": name, "label": self.labels[int(p.argmax())], **{f"p_{l}": float(v) for l, v in zip(self.labels, p)}}
+            for name, p in zip(self.names, self.probabilities)
+        ]
+
+    def write_csv(self, path: Path) -> None:
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", "label", *(f"p_{label.replace(' ', '_')}" for label in self.labels)])
+            for name, p in zip(self.names, self.probabilities):
+                writer.writerow([name, self.labels[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+
+    def write_kaggle_submission(self, path: Path, positive_index: int) -> None:
+        """`id,has_cactus` with the positive probability, like the competition's sample_submission.csv."""
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "has_cactus"])
+            for name, p in zip(self.names, self.probabilities):
+                writer.writerow([Path(name).name, f"{p[positive_index]:.6f}"])
+
+
+def list_inputs(inputs: list[Path]) -> list[tuple[str, object]]:
+    """(name, source) for every image of the inputs: folders are walked, zips read in memory."""
+    items = []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            items += [(str(p.relative_to(path)), p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                items += [
+                    (info.filename, archive.read(info))
+                    for info in archive.infolist()
+                    if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES
+                    and not Path(info.filename).name.startswith(".")
+                ]
+        else:
+            items.append((path.name, path))
+    return items
+
+
+def classify_many(model, labels: list[str], items, batch_size: int = 64, progress: bool = True) -> BatchResult:
+    result = BatchResult(labels)
+    pending_names, pending_images = [], []
+
+    def flush():
+        from .inference import predict_images
+
+        if pending_images:
+            result.probabilities.extend(predict_images(model, pending_images, batch_size))
+            result.names.extend(pending_names)
+            pending_names.clear()
+            pending_images.clear()
+
+    for name, source in tqdm(items, desc="Classifying", unit="img", disable=not progress):
+        try:
+            pending_images.append(decode_image(source))
+            pending_names.append(name)
+        except ImageError as error:
+            result.failures.append((name, str(error)))
+        if len(pending_images) >= 1024:
+            flush()
+    flush()
+    return result
