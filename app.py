@@ -14,6 +14,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gradio as gr  # noqa: E402
+from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
 
 from greenlens import survey as surveying  # noqa: E402
@@ -43,6 +44,18 @@ class CheckedImage(gr.Image):
             raise gr.Error("That file is not an image this app can read (JPEG, PNG, GIF, WebP, BMP, TIFF).") from None
 
 
+class GuardedLabel(gr.Label):
+    """gr.Label that also takes {"label": ..., "confidences": [...]}, so the top line can say
+    "not a strawberry leaf" while every class's probability is still listed."""
+
+    is_template = True  # rendered by the frontend as a plain Label
+
+    def postprocess(self, value):
+        if isinstance(value, dict) and isinstance(value.get("confidences"), list):
+            return LabelData(label=value["label"], confidences=[LabelConfidence(**c) for c in value["confidences"]])
+        return super().postprocess(value)
+
+
 def load_classifier(task: str) -> Classifier:
     variable = MODEL_VARIABLES[task]
     source = os.environ.get(variable)
@@ -64,12 +77,12 @@ def classify_batch(classifier: Classifier):
     forward pass. A bad file fails the batch it arrived in with a message that names the problem.
     """
 
-    def classify(paths: list[str | None]) -> list[list[dict[str, float]]]:
+    def classify(paths: list[str | None]) -> list[list[dict]]:
         try:
             images = [decode_image(path) for path in paths]
         except ImageError as error:
             raise gr.Error(str(error)) from None
-        return [classifier.classify(images)]
+        return [[prediction.as_label_data() for prediction in classifier.classify(images)]]
 
     return classify
 
@@ -101,7 +114,7 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
             button = gr.Button("Classify", variant="primary")
             show_heat = gr.Checkbox(label="Show where the model looks (Grad-CAM)", value=False)
         with gr.Column():
-            label = gr.Label(num_top_classes=len(classifier.labels), label="Prediction")
+            label = GuardedLabel(num_top_classes=len(classifier.labels), label="Prediction")
             heat = gr.Image(label="Where the model looked", visible=False, interactive=False, elem_id=f"heat-{task_name}")
             gr.Markdown(facts_markdown(classifier))
     button.click(
@@ -133,7 +146,7 @@ def batch_fn(classifier: Classifier, task_name: str):
     def classify_files(files: list[str] | None):
         if not files:
             raise gr.Error("Upload image files or a zip of images first.")
-        result = classify_many(classifier.model, classifier.labels, list_inputs([Path(f) for f in files]), progress=False)
+        result = classify_many(classifier, list_inputs([Path(f) for f in files]), progress=False)
         if not result.names:
             raise gr.Error(f"None of the {len(result.failures)} file(s) is an image this app can read.")
         if result.failures:

@@ -29,26 +29,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5, help="survey: cactus probability that counts as a hit")
     args = parser.parse_args(argv)
 
-    from greenlens.repository import ModelSourceError, load
+    from greenlens.inference import Classifier
+    from greenlens.repository import ModelSourceError
 
     try:
-        repo = load(args.model)
+        classifier = Classifier.load(args.model)
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    positive = repo.labels.index(repo.task.get("positive_label", repo.labels[0]))
+    repo = classifier.repo
+    positive_label = repo.task.get("positive_label", repo.labels[0])
     if args.survey:
-        return survey(repo, positive, args)
+        return survey(repo, repo.labels.index(positive_label), args)
     if args.kaggle_submission and "cactus" not in repo.labels:
         print("error: --kaggle-submission needs the cactus model", file=sys.stderr)
         return 2
 
     from greenlens.batch import classify_many, list_inputs
 
-    result = classify_many(repo.model, repo.labels, list_inputs(args.inputs))
+    result = classify_many(classifier, list_inputs(args.inputs))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.kaggle_submission:
-        result.write_kaggle_submission(args.out, positive)
+        result.write_kaggle_submission(args.out, positive_label)
     else:
         result.write_csv(args.out)
     print(f"Wrote {len(result.names)} rows to {args.out}")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
 
 from greenlens.tasks import TASKS, get_task  # noqa: E402
 from greenlens.training import TrainConfig  # noqa: E402
@@ -53,8 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--repo-id", default=f"greenlens/{name}-classifier",
                          help="Hub repo id named on the card (default: --push-to-hub's)")
+        sub.add_argument("--ood-data", type=Path, help="a folder of other images (e.g. the other task's) to measure "
+                         "the out-of-distribution guard on, besides generated ones")
         add_push_options(sub)
         sub.add_argument("--push-to-hub", metavar="ORG/NAME", help="after training, upload the model repo here")
+    guard = commands.add_parser("guard", help="fit the out-of-distribution guard of an existing model folder")
+    guard.add_argument("task", choices=list(TASKS))
+    guard.add_argument("model_dir", type=Path)
+    guard.add_argument("--data", nargs="+", type=Path, help="the data the model was trained on (default: under $DATA_DIR)")
+    guard.add_argument("--ood-data", type=Path, help="a folder of other images to measure the guard on")
     push = commands.add_parser("push", help="upload an existing model folder to the Hub without retraining")
     push.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
     push.add_argument("repo_id", metavar="ORG/NAME")
@@ -62,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "push":
         return publish(args.model_dir, args.repo_id, args.private, args.min_accuracy)
+    if args.command == "guard":
+        from greenlens.ood import read_other_images
+        from greenlens.pipeline import add_guard
+
+        add_guard(args.model_dir, get_task(args.task), args.data or DEFAULT_DATA[args.task], read_other_images(args.ood_data))
+        return 0
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         return train(args)
@@ -87,7 +101,10 @@ def train(args) -> int:
     command = "python train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     repo_id = args.push_to_hub or args.repo_id
     try:
-        train_task(task, args.data, args.out, config, repo_id, command, args.validation_fraction, args.groups, args.limit)
+        from greenlens.ood import read_other_images
+
+        train_task(task, args.data, args.out, config, repo_id, command, args.validation_fraction, args.groups, args.limit,
+                   read_other_images(args.ood_data))
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,6 +25,9 @@ class Backbone:
     # Feature map for Grad-CAM: the last one at stride 16, fine enough to outline a leaf
     # (the final stride-32 map is 5x5 at 160 pixels) and still fed by the fine-tuned gradient.
     cam_layer: str
+    # Earlier feature maps whose channel means join the pooled features of the out-of-distribution
+    # guard: colour and texture statistics that tell a flat or noisy image from ground or leaf.
+    guard_layers: tuple[str, ...] = ()
     # Input scaling of keras.applications' preprocess_input for this family ("tf" mode: [-1, 1]).
     scale: float = 1 / 127.5
     offset: float = -1.0
@@ -32,9 +35,11 @@ class Backbone:
 
 BACKBONES = {
     # The top two inception blocks (mixed9, mixed10), as in the Keras fine-tuning guide.
-    "inception_v3": Backbone("inception_v3", "InceptionV3", "InceptionV3", 299, fine_tune_after="mixed8", cam_layer="mixed7"),
+    "inception_v3": Backbone("inception_v3", "InceptionV3", "InceptionV3", 299, fine_tune_after="mixed8", cam_layer="mixed7",
+                             guard_layers=("mixed2", "mixed7")),
     # The last stride-32 stage (blocks 13-16) and the 1x1 head convolution.
-    "mobilenet_v2": Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2", 224, fine_tune_after="block_12_add", cam_layer="block_12_add"),
+    "mobilenet_v2": Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2", 224, fine_tune_after="block_12_add", cam_layer="block_12_add",
+                             guard_layers=("block_5_add", "block_12_add")),
 }
 
 

@@ -8,7 +8,6 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .data import IMAGE_SUFFIXES
@@ -19,29 +18,31 @@ from .images import ImageError, decode_image
 class BatchResult:
     labels: list[str]
     names: list[str] = field(default_factory=list)
-    probabilities: list[np.ndarray] = field(default_factory=list)
+    predictions: list = field(default_factory=list)  # inference.Prediction, one per name
     failures: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
 
     def rows(self) -> list[dict]:
         return [
-            {"file": name, "label": self.labels[int(p.argmax())], **{f"p_{l}": float(v) for l, v in zip(self.labels, p)}}
-            for name, p in zip(self.names, self.probabilities)
+            {"file": name, "label": p.label, **{f"p_{label.replace(' ', '_')}": p.probabilities[label] for label in self.labels},
+             "out_of_distribution": p.out_of_distribution}
+            for name, p in zip(self.names, self.predictions)
         ]
 
     def write_csv(self, path: Path) -> None:
+        rows = self.rows()
         with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["file", "label", *(f"p_{label.replace(' ', '_')}" for label in self.labels)])
-            for name, p in zip(self.names, self.probabilities):
-                writer.writerow([name, self.labels[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+            writer = csv.DictWriter(handle, fieldnames=["file", "label", *(f"p_{l.replace(' ', '_')}" for l in self.labels), "out_of_distribution"])
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
 
-    def write_kaggle_submission(self, path: Path, positive_index: int) -> None:
+    def write_kaggle_submission(self, path: Path, positive_label: str) -> None:
         """`id,has_cactus` with the positive probability, like the competition's sample_submission.csv."""
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["id", "has_cactus"])
-            for name, p in zip(self.names, self.probabilities):
-                writer.writerow([Path(name).name, f"{p[positive_index]:.6f}"])
+            for name, p in zip(self.names, self.predictions):
+                writer.writerow([Path(name).name, f"{p.probabilities[positive_label]:.6f}"])
 
 
 def list_inputs(inputs: list[Path]) -> list[tuple[str, object]]:
@@ -63,15 +64,14 @@ def list_inputs(inputs: list[Path]) -> list[tuple[str, object]]:
     return items
 
 
-def classify_many(model, labels: list[str], items, batch_size: int = 64, progress: bool = True) -> BatchResult:
-    result = BatchResult(labels)
+def classify_many(classifier, items, progress: bool = True) -> BatchResult:
+    """Decodes and classifies in chunks, so a folder of any size fits in memory."""
+    result = BatchResult(classifier.labels)
     pending_names, pending_images = [], []
 
     def flush():
-        from .inference import predict_images
-
         if pending_images:
-            result.probabilities.extend(predict_images(model, pending_images, batch_size))
+            result.predictions.extend(classifier.classify(pending_images))
             result.names.extend(pending_names)
             pending_names.clear()
             pending_images.clear()

@@ -84,4 +84,6 @@ def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
         timings_text=", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in info["timings"].items()),
         versions_text=", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         command=info["command"],
+        ood=info.get("ood"),
+        out_of_distribution_label=task.get("out_of_distribution_label", "out of distribution"),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,14 +19,35 @@ def predict_images(model, images: list[np.ndarray], batch_size: int = 64, desc: 
     for index, image in enumerate(images):
         by_shape[image.shape].append(index)
     batches = [indices[i : i + batch_size] for indices in by_shape.values() for i in range(0, len(indices), batch_size)]
-    outputs = [None] * len(images)
+    outputs = None
     with tqdm(total=len(images), desc=desc, unit="img", disable=desc is None) as bar:
         for batch in batches:
-            result = np.asarray(model.predict_on_batch(np.stack([images[i] for i in batch]).astype(np.float32)))
-            for index, row in zip(batch, result):
-                outputs[index] = row
+            result = model.predict_on_batch(np.stack([images[i] for i in batch]).astype(np.float32))
+            parts = [np.asarray(part) for part in (result if isinstance(result, (list, tuple)) else [result])]
+            if outputs is None:
+                outputs = [np.empty((len(images), *part.shape[1:]), part.dtype) for part in parts]
+            for output, part in zip(outputs, parts):
+                output[batch] = part
             bar.update(len(batch))
-    return np.stack(outputs)
+    if outputs is None:
+        raise ValueError("no images to predict")
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+@dataclass
+class Prediction:
+    """What the model says of one image: every class's probability, and whether the image lies
+    outside the training distribution (then `label` says so instead of naming a class)."""
+
+    label: str
+    probabilities: dict[str, float]
+    out_of_distribution: bool = False
+    # The guard's score: the largest feature-group distance over its threshold (above 1: flagged).
+    ood_score: float | None = None
+
+    def as_label_data(self) -> dict:
+        ranked = sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)
+        return {"label": self.label, "confidences": [{"label": l, "confidence": p} for l, p in ranked]}
 
 
 class Classifier:
@@ -33,10 +55,16 @@ class Classifier:
     and the facts people want to see next to a prediction."""
 
     def __init__(self, repo, batch_size: int = 32):
+        from .ood import DistributionGuard, feature_model
+
         self.repo = repo
         self.model = repo.model
         self.labels = list(repo.labels)
         self.batch_size = batch_size
+        self.guard = DistributionGuard.load(repo.path)
+        self.out_of_distribution_label = repo.task.get("out_of_distribution_label", "out of distribution")
+        # One forward pass gives both the probabilities and the features the guard reads.
+        self._predict_model = feature_model(self.model, self.guard.layers)[0] if self.guard else self.model
 
     @classmethod
     def load(cls, source: str) -> "Classifier":
@@ -47,9 +75,17 @@ class Classifier:
     def predict(self, images: list[np.ndarray]) -> np.ndarray:
         return predict_images(self.model, images, self.batch_size)
 
-    def classify(self, images: list[np.ndarray]) -> list[dict[str, float]]:
-        """One {label: probability} per image, in the model's label order."""
-        return [dict(zip(self.labels, map(float, row))) for row in self.predict(images)]
+    def classify(self, images: list[np.ndarray]) -> list[Prediction]:
+        if not self.guard:
+            return [self._prediction(row) for row in self.predict(images)]
+        features, probabilities = predict_images(self._predict_model, images, self.batch_size)
+        scores = self.guard.scores(features)
+        return [self._prediction(row, score) for row, score in zip(probabilities, scores)]
+
+    def _prediction(self, row: np.ndarray, score: float | None = None) -> Prediction:
+        flagged = score is not None and score > 1.0
+        label = self.out_of_distribution_label if flagged else self.labels[int(row.argmax())]
+        return Prediction(label, dict(zip(self.labels, map(float, row))), flagged, None if score is None else float(score))
 
     def explain(self, image: np.ndarray) -> np.ndarray:
         """The image with a Grad-CAM heat map of where the model looked."""
@@ -65,7 +101,7 @@ class Classifier:
     def warm_up(self) -> None:
         """Traces the predict function once so the first real request is not slow."""
         size = int(self.repo.task.get("image_size", 224))
-        self.predict([np.zeros((size, size, 3), np.uint8)])
+        self.classify([np.zeros((size, size, 3), np.uint8)])
 
     @property
     def facts(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, evaluation, repository
+from . import data, evaluation, ood, repository
 from .backbones import get_backbone
 from .card import render_card
 from .inference import predict_images
@@ -38,6 +38,7 @@ def train_task(
     validation_fraction: float = 0.2,
     group_csv: Path | None = None,
     limit: int | None = None,
+    other_images: dict[str, list[np.ndarray]] | None = None,
     log=print,
 ) -> dict:
     """Trains `task` on `data_dirs` and writes the model repo to `out_dir` atomically.
@@ -64,10 +65,19 @@ def train_task(
     probabilities = predict_images(result.model, validation.images, desc="Evaluating on validation images")
     metrics = evaluation.evaluate(task, probabilities, validation.labels, validation.sources)
     timings = {"read_data": read_seconds, **result.timings, "evaluate": time.perf_counter() - evaluate_started}
+
+    guard_started = time.perf_counter()
+    spec = get_backbone(config.backbone)
+    guard, guard_report = ood.fit_and_measure(
+        result.model, list(spec.guard_layers), train.images, train.labels, validation.images,
+        other_images or {}, _typical_size(examples),
+    )
+    timings["out_of_distribution_guard"] = time.perf_counter() - guard_started
     timings["total"] = time.perf_counter() - started
+    log(f"Out-of-distribution guard: {guard_report['validation_flagged']:.2%} of validation images flagged, "
+        f"{guard_report['out_of_distribution_flagged_overall']:.2%} of out-of-distribution images")
     log(_summary(metrics, timings))
 
-    spec = get_backbone(config.backbone)
     record = {
         "repo_id": repo_id,
         "task": {
@@ -86,6 +96,7 @@ def train_task(
             "dataset_tags": list(task.dataset_tags),
         },
         "metrics": metrics,
+        "ood": guard_report,
         "history": result.history,
         "timings": timings,
         "config": asdict(config),
@@ -108,14 +119,16 @@ def train_task(
         "versions": _versions(),
         "command": command,
     }
-    write_repo(out_dir, task, result.model, record, probabilities, validation)
+    write_repo(out_dir, task, result.model, record, probabilities, validation, guard)
     log(f"Wrote {out_dir}")
     return record
 
 
-def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: np.ndarray, validation: data.Examples) -> None:
+def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: np.ndarray, validation: data.Examples,
+               guard: ood.DistributionGuard) -> None:
     with repository.atomic_directory(out_dir) as folder:
         repository.save_model(model, folder)
+        guard.save(folder)
         repository.write_json(folder / "labels.json", task.labels)
         repository.write_json(folder / "task.json", record["task"])
         repository.write_json(folder / "metrics.json", record)
@@ -141,6 +154,12 @@ def _relative_to_data_parent(file: Path) -> str:
     return "/".join(Path(file).parts[-3:])  # both layouts: <dir>/<Class or train>/<file>
 
 
+def _typical_size(examples: data.Examples) -> int:
+    """The most common image side in the data: synthetic test images are made at this size."""
+    sides = [image.shape[0] for image in examples.images]
+    return int(np.bincount(sides).argmax())
+
+
 def _stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     share = min(1.0, limit / len(labels))
@@ -156,7 +175,7 @@ def _summary(metrics: dict, timings: dict) -> str:
     per_source = ", ".join(f"{s} {r['accuracy']:.4f}" for s, r in metrics["per_source"].items())
     return (
         f"Validation accuracy {metrics['accuracy']:.4f} ({metrics['errors']} errors of {metrics['count']}; "
-        f"{per_source}), ROC AUC {auc}; total {timings['total']:.0f} s"
+        f"{per_source}), ROC AUC {auc}"
     )
 
 
@@ -185,3 +204,35 @@ def _versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def add_guard(model_dir: Path, task: Task, data_dirs: list[Path], other_images: dict[str, list[np.ndarray]], log=print) -> dict:
+    """Fits the out-of-distribution guard of an existing model repo on the split it was trained on
+    (validation.csv names the validation files; the rest of the data trained it). Weights untouched."""
+    import json
+    import shutil
+
+    model_dir = Path(model_dir)
+    repo = repository.load(str(model_dir))
+    validation_files = {row.split(",")[0] for row in (model_dir / "validation.csv").read_text().splitlines()[1:]}
+    examples = data.find_examples(task, data_dirs)
+    is_validation = np.array([_relative_to_data_parent(f) in validation_files for f in examples.files])
+    if is_validation.sum() != len(validation_files):
+        raise data.DataError(f"{len(validation_files) - is_validation.sum()} validation file(s) of {model_dir} are not in the data")
+    examples, _ = data.read_images(examples)
+    is_validation = np.array([_relative_to_data_parent(f) in validation_files for f in examples.files])
+    layers = list(get_backbone(repo.task["backbone"]).guard_layers)
+    guard, report = ood.fit_and_measure(
+        repo.model, layers, [im for im, v in zip(examples.images, is_validation) if not v], examples.labels[~is_validation],
+        [im for im, v in zip(examples.images, is_validation) if v], other_images, _typical_size(examples),
+    )
+    record = json.loads((model_dir / "metrics.json").read_text())
+    record["ood"] = report
+    with repository.atomic_directory(model_dir) as folder:
+        shutil.copytree(model_dir, folder, dirs_exist_ok=True)
+        guard.save(folder)
+        repository.write_json(folder / "metrics.json", record)
+        render_card(record).save(folder / "README.md")
+    log(f"Out-of-distribution guard of {model_dir}: {report['validation_flagged']:.2%} of validation images flagged, "
+        f"{report['out_of_distribution_flagged_overall']:.2%} of out-of-distribution images")
+    return report

@@ -50,14 +50,17 @@ def test_endpoints_are_named_in_the_api(client):
     assert {"/classify_leaf", "/classify_cactus"} <= set(endpoints)
 
 
-def test_generated_image_gets_all_labels(client, tmp_path):
+def test_out_of_distribution_image_is_named_so_with_probabilities_listed(client, tmp_path):
     from PIL import Image
 
     path = tmp_path / "green.png"
     Image.new("RGB", (300, 200), (30, 150, 40)).save(path)
     result = client.predict(handle_file(str(path)), api_name="/classify_leaf")
-    assert result["label"] in {"healthy", "leaf scorch"}
-    assert len(result["confidences"]) == 2
+    assert result["label"] == "not a strawberry leaf"
+    assert {c["label"] for c in result["confidences"]} == {"healthy", "leaf scorch"}
+    result = client.predict(handle_file(str(path)), api_name="/classify_cactus")
+    assert result["label"] == "not an aerial tile"
+    assert {c["label"] for c in result["confidences"]} == {"cactus", "no cactus"}
 
 
 @pytest.mark.parametrize(
@@ -74,11 +77,8 @@ def test_bad_file_gets_a_plain_error_and_the_app_keeps_serving(client, tmp_path,
         client.predict(handle_file(str(bad)), api_name="/classify_cactus")
     assert message in str(caught.value)
     assert "Traceback" not in str(caught.value)
-    good = tmp_path / "tile.png"
-    from PIL import Image
-
-    Image.new("RGB", (32, 32), (120, 110, 90)).save(good)
-    assert client.predict(handle_file(str(good)), api_name="/classify_cactus")["label"] in {"cactus", "no cactus"}
+    good, expected = require_examples("cactus")[0]
+    assert client.predict(handle_file(str(good)), api_name="/classify_cactus")["label"] == expected
 
 
 def test_decompression_bomb_is_refused(client, tmp_path):

@@ -61,3 +61,29 @@ def test_bundled_model_takes_raw_images_of_any_size(bundled):
     for shape in ((32, 32, 3), (300, 200, 3)):
         out = repo.model.predict_on_batch(rng.integers(0, 255, (2, *shape)).astype(np.float32))
         assert out.shape == (2, 2) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+def test_recorded_guard_rates_meet_targets(bundled):
+    name, repo = bundled
+    guard = json.loads((repo.path / "metrics.json").read_text())["ood"]
+    assert guard["validation_flagged"] <= 0.01
+    assert guard["out_of_distribution_flagged_overall"] >= 0.95
+    assert any(key.startswith("other images") for key in guard["out_of_distribution_flagged"])  # the other task's images
+    assert "Out-of-distribution guard" in (repo.path / "README.md").read_text()
+
+
+def test_guard_flags_made_up_images_and_passes_real_ones(bundled):
+    from greenlens.inference import Classifier
+    from greenlens.ood import synthetic_images
+
+    name, repo = bundled
+    classifier = Classifier(repo)
+    made_up = [image for images in synthetic_images(5, 96, seed=7).values() for image in images]
+    predictions = classifier.classify(made_up)
+    assert sum(p.out_of_distribution for p in predictions) >= 0.9 * len(made_up)
+    assert all(p.label == TASKS[name].out_of_distribution_label for p in predictions if p.out_of_distribution)
+    assert all(set(p.probabilities) == set(TASKS[name].labels) for p in predictions)
+    files = example_files(name)
+    if files:
+        real = classifier.classify([decode_image(path) for path, _ in files])
+        assert [p.label for p in real] == [label for _, label in files]

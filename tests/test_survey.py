@@ -94,5 +94,9 @@ def test_batch_and_kaggle_submission_command_line(cactus_dir, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(table)))
-    assert len(rows) == 12 and set(rows[0]) == {"file", "label", "p_cactus", "p_no_cactus"}
-    assert all(r["label"] == ("cactus" if float(r["p_cactus"]) >= 0.5 else "no cactus") for r in rows)
+    assert len(rows) == 12 and set(rows[0]) == {"file", "label", "p_cactus", "p_no_cactus", "out_of_distribution"}
+    for row in rows:
+        expected = "not an aerial tile" if row["out_of_distribution"] == "True" else (
+            "cactus" if float(row["p_cactus"]) >= 0.5 else "no cactus")
+        assert row["label"] == expected
+    assert sum(row["out_of_distribution"] == "True" for row in rows) <= 1  # real competition tiles

@@ -26,7 +26,7 @@ from .conftest import ROOT
 
 REPO_FILES = {
     "config.json", "metadata.json", "model.weights.h5", "README.md", "labels.json", "task.json",
-    "metrics.json", "validation.csv", "training_curves.png", "confusion_matrix.png", "roc_curve.png",
+    "metrics.json", "validation.csv", "training_curves.png", "confusion_matrix.png", "roc_curve.png", "ood.npz",
 }
 
 
@@ -67,6 +67,12 @@ def test_leaf_pipeline_writes_a_complete_repo(leaf_run):
     assert metrics["history"]["stage2_fine_tune"]["val_accuracy"]
     assert metrics["metrics"]["count"] == record["counts"]["validation"] == len((out / "validation.csv").read_text().splitlines()) - 1
     assert set(metrics["metrics"]["per_source"]) == {"color", "segmented"}
+    guard = metrics["ood"]
+    # Each of the 4 feature groups' thresholds is a high validation quantile: with 12 validation
+    # images at most one image per group lies above it. (Real rates: test_bundled_models.)
+    assert len(guard["thresholds"]) == 4 and all(t > 0 for t in guard["thresholds"])
+    assert guard["validation_flagged"] * metrics["metrics"]["count"] <= 4
+    assert set(guard["out_of_distribution_flagged"]) >= {"synthetic noise", "synthetic solid", "synthetic gradient", "synthetic scene"}
     # Even 50 training images and a few epochs beat chance by far on this easy task.
     assert metrics["metrics"]["accuracy"] >= 0.75
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
