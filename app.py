@@ -70,18 +70,24 @@ def load_classifier(task: str) -> Classifier:
     return classifier
 
 
+def read_upload(path: str | None):
+    """The uploaded image as RGB; what cannot be used becomes a message for the person or program."""
+    try:
+        return decode_image(path)
+    except ImageError as error:
+        raise gr.Error(str(error)) from None
+
+
 def classify_batch(classifier: Classifier):
-    """The endpoint function: a batch of uploaded file paths -> one {label: probability} each.
+    """The endpoint function: a batch of uploaded file paths -> one label (with every class's
+    probability) each; the top label names the out-of-distribution case when the guard flags it.
 
     Gradio's queue collects concurrent requests into one call (batch=True), so they share a
     forward pass. A bad file fails the batch it arrived in with a message that names the problem.
     """
 
     def classify(paths: list[str | None]) -> list[list[dict]]:
-        try:
-            images = [decode_image(path) for path in paths]
-        except ImageError as error:
-            raise gr.Error(str(error)) from None
+        images = [read_upload(path) for path in paths]
         return [[prediction.as_label_data() for prediction in classifier.classify(images)]]
 
     return classify
@@ -89,10 +95,7 @@ def classify_batch(classifier: Classifier):
 
 def explain_fn(classifier: Classifier):
     def explain(path: str | None):
-        try:
-            return classifier.explain(decode_image(path))
-        except ImageError as error:
-            raise gr.Error(str(error)) from None
+        return classifier.explain(read_upload(path))
 
     return explain
 
@@ -171,13 +174,13 @@ def survey_fn(classifier: Classifier):
     positive = classifier.labels.index(classifier.repo.task.get("positive_label", classifier.labels[0]))
 
     def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5, progress=gr.Progress()):
+        image = read_upload(path)
         try:
-            image = decode_image(path)
             result = surveying.survey(
                 classifier.model, image, positive, int(stride), float(threshold),
                 progress=lambda done, total: progress(done / total, desc=f"{done:,} of {total:,} tiles"),
             )
-        except (ImageError, surveying.SurveyError) as error:
+        except surveying.SurveyError as error:
             raise gr.Error(str(error)) from None
         csv_path = Path(tempfile.mkdtemp()) / "survey_tiles.csv"
         csv_path.write_text(result.csv_text())
