@@ -171,7 +171,7 @@ def build_batch(task_name: str, classifier: Classifier) -> None:
 
 
 def survey_fn(classifier: Classifier):
-    positive = classifier.labels.index(classifier.repo.task.get("positive_label", classifier.labels[0]))
+    positive = classifier.labels.index(classifier.positive_label)
 
     def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5, progress=gr.Progress()):
         image = read_upload(path)

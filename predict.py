@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     repo = classifier.repo
-    positive_label = repo.task.get("positive_label", repo.labels[0])
     if args.survey:
-        return survey(repo, repo.labels.index(positive_label), args)
+        return survey(repo, repo.labels.index(classifier.positive_label), args)
     if args.kaggle_submission and "cactus" not in repo.labels:
         print("error: --kaggle-submission needs the cactus model", file=sys.stderr)
         return 2
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     result = classify_many(classifier, list_inputs(args.inputs))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.kaggle_submission:
-        result.write_kaggle_submission(args.out, positive_label)
+        result.write_kaggle_submission(args.out, classifier.positive_label)
     else:
         result.write_csv(args.out)
     print(f"Wrote {len(result.names)} rows to {args.out}")

@@ -21,19 +21,22 @@ class BatchResult:
     predictions: list = field(default_factory=list)  # inference.Prediction, one per name
     failures: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
 
+    @property
+    def columns(self) -> list[str]:
+        return ["file", "label", *(probability_column(label) for label in self.labels), "out_of_distribution"]
+
     def rows(self) -> list[dict]:
         return [
-            {"file": name, "label": p.label, **{f"p_{label.replace(' ', '_')}": p.probabilities[label] for label in self.labels},
+            {"file": name, "label": p.label, **{probability_column(label): p.probabilities[label] for label in self.labels},
              "out_of_distribution": p.out_of_distribution}
             for name, p in zip(self.names, self.predictions)
         ]
 
     def write_csv(self, path: Path) -> None:
-        rows = self.rows()
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["file", "label", *(f"p_{l.replace(' ', '_')}" for l in self.labels), "out_of_distribution"])
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
-            for row in rows:
+            for row in self.rows():
                 writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
 
     def write_kaggle_submission(self, path: Path, positive_label: str) -> None:
@@ -43,6 +46,11 @@ class BatchResult:
             writer.writerow(["id", "has_cactus"])
             for name, p in zip(self.names, self.predictions):
                 writer.writerow([Path(name).name, f"{p.probabilities[positive_label]:.6f}"])
+
+
+def probability_column(label: str) -> str:
+    """`p_leaf_scorch`: the CSV column of a label's probability (here and in validation.csv)."""
+    return f"p_{label.replace(' ', '_')}"
 
 
 def list_inputs(inputs: list[Path]) -> list[tuple[str, object]]:

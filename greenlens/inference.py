@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -87,16 +88,26 @@ class Classifier:
         label = self.out_of_distribution_label if flagged else self.labels[int(row.argmax())]
         return Prediction(label, dict(zip(self.labels, map(float, row))), flagged, None if score is None else float(score))
 
+    @property
+    def positive_label(self) -> str:
+        """The label whose probability scores ROC AUC, surveys and Kaggle submissions."""
+        return self.repo.task.get("positive_label", self.labels[0])
+
     def explain(self, image: np.ndarray) -> np.ndarray:
         """The image with a Grad-CAM heat map of where the model looked."""
-        from .backbones import get_backbone
-        from .explain import GradCam, overlay_heatmap
+        from .explain import overlay_heatmap
 
-        if not hasattr(self, "_grad_cam"):
-            backbone = self.repo.task.get("backbone")
-            self._grad_cam = GradCam(self.model, get_backbone(backbone).cam_layer if backbone else None)
         heat, _ = self._grad_cam.heatmap(image)
         return overlay_heatmap(image, heat)
+
+    @cached_property
+    def _grad_cam(self):
+        """Built on the first explanation: most visitors never ask for one."""
+        from .backbones import get_backbone
+        from .explain import GradCam
+
+        backbone = self.repo.task.get("backbone")
+        return GradCam(self.model, get_backbone(backbone).cam_layer if backbone else None)
 
     def warm_up(self) -> None:
         """Traces the predict function once so the first real request is not slow."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import data, evaluation, ood, repository
 from .backbones import get_backbone
+from .batch import probability_column
 from .card import render_card
 from .inference import predict_images
 from .tasks import Task
@@ -74,8 +75,7 @@ def train_task(
     )
     timings["out_of_distribution_guard"] = time.perf_counter() - guard_started
     timings["total"] = time.perf_counter() - started
-    log(f"Out-of-distribution guard: {guard_report['validation_flagged']:.2%} of validation images flagged, "
-        f"{guard_report['out_of_distribution_flagged_overall']:.2%} of out-of-distribution images")
+    log(_guard_summary(guard_report))
     log(_summary(metrics, timings))
 
     record = {
@@ -145,7 +145,7 @@ def _write_validation_list(path: Path, task: Task, validation: data.Examples, pr
     so the numbers can be reproduced with the same --data."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "label", f"p_{task.positive_label.replace(' ', '_')}"])
+        writer.writerow(["file", "label", probability_column(task.positive_label)])
         for file, label, p in zip(validation.files, validation.labels, probabilities[:, task.positive_index]):
             writer.writerow([_relative_to_data_parent(file), task.labels[label], f"{p:.6f}"])
 
@@ -177,6 +177,11 @@ def _summary(metrics: dict, timings: dict) -> str:
         f"Validation accuracy {metrics['accuracy']:.4f} ({metrics['errors']} errors of {metrics['count']}; "
         f"{per_source}), ROC AUC {auc}"
     )
+
+
+def _guard_summary(report: dict) -> str:
+    return (f"out-of-distribution guard flags {report['validation_flagged']:.2%} of validation images, "
+            f"{report['out_of_distribution_flagged_overall']:.2%} of out-of-distribution images")
 
 
 def _weights_description(weights: str | None) -> str:
@@ -215,12 +220,13 @@ def add_guard(model_dir: Path, task: Task, data_dirs: list[Path], other_images: 
     model_dir = Path(model_dir)
     repo = repository.load(str(model_dir))
     validation_files = {row.split(",")[0] for row in (model_dir / "validation.csv").read_text().splitlines()[1:]}
-    examples = data.find_examples(task, data_dirs)
+    examples, _ = data.read_images(data.find_examples(task, data_dirs))
     is_validation = np.array([_relative_to_data_parent(f) in validation_files for f in examples.files])
     if is_validation.sum() != len(validation_files):
-        raise data.DataError(f"{len(validation_files) - is_validation.sum()} validation file(s) of {model_dir} are not in the data")
-    examples, _ = data.read_images(examples)
-    is_validation = np.array([_relative_to_data_parent(f) in validation_files for f in examples.files])
+        raise data.DataError(
+            f"{len(validation_files) - is_validation.sum()} validation file(s) of {model_dir} are missing from "
+            "the data or unreadable: the guard must be fitted on the split the model was trained on"
+        )
     layers = list(get_backbone(repo.task["backbone"]).guard_layers)
     guard, report = ood.fit_and_measure(
         repo.model, layers, [im for im, v in zip(examples.images, is_validation) if not v], examples.labels[~is_validation],
@@ -233,6 +239,5 @@ def add_guard(model_dir: Path, task: Task, data_dirs: list[Path], other_images: 
         guard.save(folder)
         repository.write_json(folder / "metrics.json", record)
         render_card(record).save(folder / "README.md")
-    log(f"Out-of-distribution guard of {model_dir}: {report['validation_flagged']:.2%} of validation images flagged, "
-        f"{report['out_of_distribution_flagged_overall']:.2%} of out-of-distribution images")
+    log(f"{model_dir}: {_guard_summary(report)}")
     return report
