@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
 
 from greenlens.tasks import TASKS, get_task  # noqa: E402
-from greenlens.training import TrainConfig  # noqa: E402
+from greenlens.training import TrainConfig, interrupt  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", "../shared/data"))
 DEFAULT_DATA = {
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
         add_guard(args.model_dir, get_task(args.task), args.data or DEFAULT_DATA[args.task], read_other_images(args.ood_data))
         return 0
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         return train(args)
     except KeyboardInterrupt:
@@ -140,10 +141,6 @@ def publish(model_dir: Path, repo_id: str, private: bool, min_accuracy: float | 
     print(f"Pushed {model_dir} to {commit.repo_url} (commit {commit.oid[:12]})")
     print(f'Load it with: keras.saving.load_model("hf://{name}")')
     return 0
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

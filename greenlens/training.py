@@ -9,6 +9,7 @@ notebooks did, spends most of a CPU's time on work already done.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -164,6 +165,28 @@ def train_top_blocks(config, top, head, train_views, train_labels, val_activatio
     )
 
 
+_interrupt_requested = threading.Event()
+
+
+def interrupt(signum=None, frame=None):
+    """Signal handler for SIGINT/SIGTERM: stop training with KeyboardInterrupt.
+
+    Keras converts each step's logs inside a bare `except: pass`, and that is where the main thread
+    waits most of the time, so the KeyboardInterrupt raised here is often swallowed. The flag lets
+    `_ReraiseInterrupt` raise it again at the end of the batch.
+    """
+    _interrupt_requested.set()
+    raise KeyboardInterrupt
+
+
+class _ReraiseInterrupt(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if _interrupt_requested.is_set():
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_train_batch_end
+
+
 def _fit(model, train_data, validation_data, learning_rate, epochs, patience) -> dict[str, list[float]]:
     if epochs <= 0:
         return {}
@@ -179,7 +202,10 @@ def _fit(model, train_data, validation_data, learning_rate, epochs, patience) ->
         metrics=["accuracy"],
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=[stop], verbose=2)
+    callbacks = [stop, _ReraiseInterrupt()]
+    history = model.fit(train_data, validation_data=validation_data, epochs=epochs, callbacks=callbacks, verbose=2)
+    if _interrupt_requested.is_set():  # swallowed after the last batch
+        raise KeyboardInterrupt
     return {name: [float(v) for v in values] for name, values in history.history.items()}
 
 

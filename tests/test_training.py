@@ -172,7 +172,8 @@ def test_atomic_directory_keeps_the_old_folder_on_failure(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["leaf"]
 
 
-def test_sigterm_during_training_leaves_existing_model_untouched(generated_leaf_dir, tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_during_training_leaves_existing_model_untouched(generated_leaf_dir, tmp_path, stop_signal):
     out = tmp_path / "models" / "leaf"
     out.mkdir(parents=True)
     (out / "config.json").write_text("{}")
@@ -189,7 +190,7 @@ def test_sigterm_during_training_leaves_existing_model_untouched(generated_leaf_
         output += line
         if "Epoch 2/" in line:  # training is under way
             break
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     output += process.communicate(timeout=60)[0]
     assert process.returncode == 130, output
     assert "Interrupted: nothing was written" in output
