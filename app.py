@@ -6,9 +6,12 @@ Models come from LEAF_MODEL / CACTUS_MODEL (a model folder, or a Hub repo id `or
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,8 +30,13 @@ from greenlens.tasks import TASKS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MODEL_VARIABLES = {"leaf": "LEAF_MODEL", "cactus": "CACTUS_MODEL"}
-MAX_BATCH_SIZE = 16
+# Concurrent /classify_* requests share one forward pass, up to this many; 1 turns batching off.
+MAX_BATCH_SIZE = int(os.environ.get("GREENLENS_MAX_BATCH_SIZE", "16"))
 MAX_FILE_SIZE = os.environ.get("GREENLENS_MAX_FILE_SIZE", "20mb")
+# Gradio copies returned files into its cache (cleaned by delete_cache), so ours can go soon after.
+OUTPUTS = Path(tempfile.mkdtemp(prefix="greenlens-outputs-"))
+atexit.register(shutil.rmtree, OUTPUTS, ignore_errors=True)
+OUTPUT_MAX_AGE_S = 600
 
 
 class CheckedImage(gr.Image):
@@ -68,6 +76,15 @@ def load_classifier(task: str) -> Classifier:
         classifier.repo.source = f"bundled with the app (models/{task}; set {variable} to change)"
     classifier.warm_up()
     return classifier
+
+
+def output_file(name: str) -> Path:
+    """A fresh path for a downloadable result; results older than OUTPUT_MAX_AGE_S are removed,
+    so a long-running Space does not fill its disk."""
+    for old in OUTPUTS.iterdir():
+        if old.stat().st_mtime < time.time() - OUTPUT_MAX_AGE_S:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=OUTPUTS)) / name
 
 
 def read_upload(path: str | None):
@@ -154,7 +171,7 @@ def batch_fn(classifier: Classifier, task_name: str):
             raise gr.Error(f"None of the {len(result.failures)} file(s) is an image this app can read.")
         if result.failures:
             gr.Warning(f"Skipped {len(result.failures)} unreadable file(s): {', '.join(n for n, _ in result.failures[:5])}")
-        path = Path(tempfile.mkdtemp()) / f"{task_name}_predictions.csv"
+        path = output_file(f"{task_name}_predictions.csv")
         result.write_csv(path)
         return result.rows(), str(path)
 
@@ -182,7 +199,7 @@ def survey_fn(classifier: Classifier):
             )
         except surveying.SurveyError as error:
             raise gr.Error(str(error)) from None
-        csv_path = Path(tempfile.mkdtemp()) / "survey_tiles.csv"
+        csv_path = output_file("survey_tiles.csv")
         csv_path.write_text(result.csv_text())
         return surveying.overlay(image, result), result.summary, str(csv_path)
 
@@ -208,7 +225,8 @@ def build_survey_tab(classifier: Classifier) -> None:
 
 
 def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
-    with gr.Blocks(title="Leaf health and aerial cactus classifiers") as demo:
+    # delete_cache: uploads and results older than a day are removed, checked hourly.
+    with gr.Blocks(title="Leaf health and aerial cactus classifiers", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             "# Leaf health and aerial cactus classifiers\n"
             "Two transfer-learning image classifiers. *Leaf health*: is a strawberry leaf healthy or "

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--views", type=int, default=defaults.views, help="augmented views cached per training image")
         sub.add_argument("--head-epochs", type=int, default=defaults.head_epochs, help="stage 1 epochs (early stopping)")
         sub.add_argument("--fine-tune-epochs", type=int, default=defaults.fine_tune_epochs, help="stage 2 epochs (early stopping)")
+        sub.add_argument("--fine-tune-learning-rate", type=float, default=defaults.fine_tune_learning_rate,
+                         help="stage 2 peak learning rate (Adam, warm-up then cosine decay)")
         sub.add_argument("--fine-tune-after", help="last frozen layer (default: the backbone's, e.g. block_12_add)")
+        sub.add_argument("--patience", type=int, default=defaults.patience,
+                         help="epochs without a better validation loss before a stage stops")
         sub.add_argument("--batch-size", type=int, default=defaults.batch_size)
         sub.add_argument("--validation-fraction", type=float, default=0.2)
         sub.add_argument("--groups", type=Path, help="leaf_groups.csv (default: found beside the data)")
@@ -96,8 +100,9 @@ def train(args) -> int:
     config = TrainConfig(
         backbone=backbone.name, image_size=image_size, weights=parse_weights(args.weights), alpha=args.alpha,
         augmentation=task.augmentation, views=args.views, head_epochs=args.head_epochs,
-        fine_tune_epochs=args.fine_tune_epochs, fine_tune_after=args.fine_tune_after, batch_size=args.batch_size,
-        seed=args.seed,
+        fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
+        fine_tune_after=args.fine_tune_after, batch_size=args.batch_size,
+        patience=args.patience, seed=args.seed,
     )
     command = "python train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     repo_id = args.push_to_hub or args.repo_id

@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-RESULTS = Path(__file__).resolve().parent / "results"
+# BENCHMARK_RESULTS: write the JSON elsewhere (the tests do, to keep the committed numbers).
+RESULTS = Path(os.environ.get("BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def timed(function, repeat: int) -> list[float]:
@@ -37,7 +38,7 @@ def report(name: str, rows: list[dict], extra: dict | None = None) -> None:
     print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
     for row in rows:
         print("  ".join(_fmt(row[c]).ljust(w) for c, w in zip(columns, widths)))
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine, "rows": rows, **(extra or {})}, indent=2) + "\n")
     print(f"\nwrote {RESULTS / f'{name}.json'}")
@@ -72,3 +73,57 @@ def start_server(script: Path, env: dict | None = None, timeout: float = 240):
             time.sleep(0.2)
     process.kill()
     raise TimeoutError(f"{script} did not answer within {timeout} s")
+
+
+def example_calls() -> list[tuple[Path, str, str]]:
+    """(image, endpoint, expected label) for every example image of both tasks."""
+    from greenlens.examples import example_files
+
+    calls = [(path, f"/classify_{task}", expected) for task in ("leaf", "cactus") for path, expected in example_files(task)]
+    if not calls:
+        raise SystemExit("example images missing: run `make examples` first")
+    return calls
+
+
+def concurrent_requests(url: str, clients: int, requests_per_client: int, calls) -> dict:
+    """`clients` threads, each with its own gradio_client, send `requests_per_client` requests,
+    cycling through `calls` (image, endpoint, expected label). A request errs when it raises or
+    answers a label other than the expected one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    def one_client(index: int):
+        client = Client(url, verbose=False)
+        latencies, errors = [], []
+        for n in range(requests_per_client):
+            path, endpoint, expected = calls[(index + n * clients) % len(calls)]
+            started = time.perf_counter()
+            try:
+                label = client.predict(handle_file(str(path)), api_name=endpoint)["label"]
+                if label != expected:
+                    errors.append(f"{path.name}: {label!r}, expected {expected!r}")
+            except Exception as error:  # noqa: BLE001 - counted and reported, the run goes on
+                errors.append(f"{path.name}: {error}")
+            latencies.append(time.perf_counter() - started)
+        return latencies, errors
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(one_client, range(clients)))
+    wall = time.perf_counter() - started
+    latencies = [t for times, _ in results for t in times]
+    errors = [e for _, errs in results for e in errs]
+    return {
+        "clients": clients, "requests": len(latencies), "errors": len(errors), "requests_per_s": len(latencies) / wall,
+        "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
+        "first_errors": errors[:5],
+    }
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")

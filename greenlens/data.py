@@ -180,6 +180,17 @@ def read_images(examples: Examples, progress: bool = True) -> tuple[Examples, li
     return result, skipped
 
 
+def stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Indices of about `limit` examples drawn at random with the class shares of `labels`."""
+    rng = np.random.default_rng(seed)
+    share = min(1.0, limit / len(labels))
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=max(1, round(share * (labels == c).sum())), replace=False)
+        for c in np.unique(labels)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
 def split(examples: Examples, validation_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split, stratified by class, that never puts one group (leaf) on both sides."""
     n_splits = max(2, round(1 / validation_fraction))

@@ -49,7 +49,7 @@ def train_task(
     started = time.perf_counter()
     examples = data.find_examples(task, data_dirs, group_csv)
     if limit:
-        examples = examples.subset(_stratified_sample(examples.labels, limit, config.seed))
+        examples = examples.subset(data.stratified_sample(examples.labels, limit, config.seed))
     log(f"Found {data.describe(task, examples)}")
     examples, skipped = data.read_images(examples)
     if skipped:
@@ -158,16 +158,6 @@ def _typical_size(examples: data.Examples) -> int:
     """The most common image side in the data: synthetic test images are made at this size."""
     sides = [image.shape[0] for image in examples.images]
     return int(np.bincount(sides).argmax())
-
-
-def _stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    share = min(1.0, limit / len(labels))
-    chosen = [
-        rng.choice(np.flatnonzero(labels == c), size=max(1, round(share * (labels == c).sum())), replace=False)
-        for c in np.unique(labels)
-    ]
-    return np.sort(np.concatenate(chosen))
 
 
 def _summary(metrics: dict, timings: dict) -> str:

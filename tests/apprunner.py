@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -25,14 +26,17 @@ def running_app(env: dict[str, str] | None = None, timeout: float = 180):
     url = f"http://127.0.0.1:{port}/"
     environment = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
-    log = open(os.devnull if os.environ.get("APP_LOG") is None else os.environ["APP_LOG"], "w")
+    # A file, not a pipe: nobody reads a pipe while the app runs, and a full one would block it.
+    log_path = os.environ.get("APP_LOG")
+    log = open(log_path, "w+") if log_path else tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"app exited with {process.returncode}:\n{process.stdout.read()}")
+                log.seek(0)
+                raise RuntimeError(f"app exited with {process.returncode}:\n{log.read()}")
             try:
                 urllib.request.urlopen(url + "config", timeout=2)
                 break
@@ -48,3 +52,5 @@ def running_app(env: dict[str, str] | None = None, timeout: float = 180):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+        if not log_path:
+            os.unlink(log.name)

@@ -22,6 +22,22 @@ MOBILENET_WEIGHTS = KERAS_HOME / "models" / "mobilenet_v2_weights_tf_dim_orderin
 
 
 @pytest.fixture(scope="session")
+def app_url():
+    """One `python app.py` on the bundled models, shared by every test that talks to it over HTTP."""
+    from .apprunner import running_app
+
+    with running_app() as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="session")
 def leaf_dir() -> Path:
     if not (LEAF_DIR / "color").is_dir():
         pytest.skip(f"real leaf data not found at {LEAF_DIR} (set DATA_DIR)")

@@ -10,7 +10,6 @@ import pytest
 
 from greenlens.examples import example_files
 
-from .apprunner import running_app
 from .conftest import ROOT
 
 SCREENSHOT = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "artifacts")) / "app.png"
@@ -23,13 +22,14 @@ def chromium_path() -> str:
     return path
 
 
-def test_visitor_classifies_an_uploaded_leaf_and_a_cactus_tile():
+def test_visitor_classifies_an_uploaded_leaf_and_a_cactus_tile(app_url):
     playwright = pytest.importorskip("playwright.sync_api")
     leaf_examples, cactus_examples = example_files("leaf"), example_files("cactus")
     if not leaf_examples or not cactus_examples:
         pytest.skip("example images not copied in (make examples with the data folder present)")
     executable = chromium_path()
-    with running_app() as (url, _), playwright.sync_playwright() as p:
+    url = app_url
+    with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=executable, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from greenlens import data, repository
+from greenlens import repository
 from greenlens.backbones import build_backbone, build_classifier, get_backbone
 from greenlens.images import decode_image
 from greenlens.pipeline import train_task

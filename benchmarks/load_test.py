@@ -1,0 +1,47 @@
+"""Load test: 8 concurrent clients x 50 requests (leaf and cactus mixed) against one app process.
+Reports errors, p50/p95 latency and the app's resident memory after warm-up (the same clients,
+10 requests each: every batch size the queue forms has been traced) and after the run.
+Targets: zero errors; memory after the run within 100 MB of after warm-up.
+
+    python benchmarks/load_test.py [--clients 8] [--requests 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from common import ROOT, concurrent_requests, example_calls, report, resident_mb, start_server
+
+MEMORY_GROWTH_LIMIT_MB = 100
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=50, help="requests per client")
+    args = parser.parse_args()
+    calls = example_calls()
+    app, url, _ = start_server(ROOT / "app.py")
+    try:
+        warm_up = concurrent_requests(url, args.clients, 10, calls)
+        after_warm_up = resident_mb(app.pid)
+        result = concurrent_requests(url, args.clients, args.requests, calls)
+        after_run = resident_mb(app.pid)
+    finally:
+        app.terminate()
+    growth = after_run - after_warm_up
+    row = {**{k: v for k, v in result.items() if k != "first_errors"}, "warm_up_errors": warm_up["errors"],
+           "rss_after_warm_up_mb": after_warm_up, "rss_after_run_mb": after_run, "rss_growth_mb": growth}
+    passed = result["errors"] == 0 and warm_up["errors"] == 0 and growth <= MEMORY_GROWTH_LIMIT_MB
+    report("load_test", [row], {"passed": passed, "first_errors": warm_up["first_errors"] + result["first_errors"],
+                                "memory_growth_limit_mb": MEMORY_GROWTH_LIMIT_MB})
+    for error in warm_up["first_errors"] + result["first_errors"]:
+        print("error:", error)
+    print(f"{'PASSED' if passed else 'FAILED'}: {result['errors']} errors in {result['requests']} requests, "
+          f"p95 {result['p95_ms']:.0f} ms, memory {growth:+.0f} MB (limit {MEMORY_GROWTH_LIMIT_MB} MB)")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The load test of benchmarks/, run as a test: its pass/fail (zero errors, bounded memory) is behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from greenlens.examples import example_files
+
+from .conftest import ROOT
+
+
+def test_eight_clients_fifty_requests_each_without_errors_or_memory_growth(tmp_path):
+    if not (example_files("leaf") and example_files("cactus")):
+        pytest.skip("example images not copied in (make examples with the data folder present)")
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "load_test.py"), "--clients", "8", "--requests", "50"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "BENCHMARK_RESULTS": str(tmp_path)},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "load_test.json").read_text())
+    row = result["rows"][0]
+    assert row["requests"] == 400 and row["errors"] == 0 and row["warm_up_errors"] == 0
+    assert row["rss_growth_mb"] <= 100, row
