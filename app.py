@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -189,6 +190,9 @@ def build_batch(task_name: str, classifier: Classifier) -> None:
 
 def survey_fn(classifier: Classifier):
     positive = classifier.labels.index(classifier.positive_label)
+    # Compiling the tile model takes seconds: start now, so the page is up meanwhile and the first
+    # survey (which waits for it) is not the one that pays.
+    threading.Thread(target=surveying.tile_classifier, args=(classifier.model,), daemon=True).start()
 
     def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5, progress=gr.Progress()):
         image = read_upload(path)
