@@ -17,6 +17,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 TILE = 32  # the size of the Kaggle tiles the cactus model was trained on
+# Compiling the tile model (~15 s on a CPU) pays for itself from about this many tiles (a
+# 2,300 x 2,300 image); smaller surveys run on Keras unless the model was compiled already.
+COMPILE_FROM_TILES = 5000
 
 
 class SurveyError(ValueError):
@@ -65,7 +68,10 @@ def survey(model, image: np.ndarray, positive_index: int, stride: int = TILE, th
     if not 0 < threshold < 1:
         raise SurveyError("threshold must lie between 0 and 1")
     tiles, positions = cut_tiles(image, stride)
-    classify = tile_classifier(model, batch_size)
+    if len(tiles) >= COMPILE_FROM_TILES or model in _tile_classifiers:
+        classify = tile_classifier(model, batch_size)
+    else:
+        classify = _keras_predict(model)
     probabilities = np.empty(len(tiles), dtype=np.float32)
     for start in range(0, len(tiles), batch_size):
         batch = tiles[start : start + batch_size].astype(np.float32)
@@ -98,10 +104,16 @@ def _compile_for_tiles(model, batch_size: int):
         return LiteTileClassifier(model, batch_size)
     except Exception as error:  # noqa: BLE001 - any conversion failure leaves the (slower) Keras path
         print(f"Surveys run on Keras: TensorFlow Lite could not compile the model ({error})", file=sys.stderr)
-        return lambda batch: np.asarray(model.predict_on_batch(batch))
+        return _keras_predict(model)
+
+
+def _keras_predict(model):
+    return lambda batch: np.asarray(model.predict_on_batch(batch))
 
 
 class LiteTileClassifier:
+    """A TensorFlow Lite interpreter of the model for tile-size inputs, called like predict_on_batch."""
+
     def __init__(self, model, batch_size: int):
         import keras
         import tensorflow as tf
