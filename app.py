@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -192,7 +191,7 @@ def survey_fn(classifier: Classifier):
     positive = classifier.labels.index(classifier.positive_label)
     # Compiling the tile model takes seconds: start now, so the page is up meanwhile and the first
     # survey (which waits for it) is not the one that pays.
-    threading.Thread(target=surveying.tile_classifier, args=(classifier.model,), daemon=True).start()
+    surveying.compile_in_background(classifier.model)
 
     def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5, progress=gr.Progress()):
         image = read_upload(path)

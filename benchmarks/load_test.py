@@ -32,7 +32,7 @@ def main() -> int:
     app, url, _ = start_server(ROOT / "app.py")
     try:
         warm_up = concurrent_requests(url, args.clients, 10, calls)
-        survey_one_tile(url, calls)  # returns once the app's background tile-model compile is done
+        survey_one_tile(url, calls)  # answered once the app's background tile-model compile is done
         after_warm_up = resident_mb(app.pid)
         result = concurrent_requests(url, args.clients, args.requests, calls)
         after_run = resident_mb(app.pid)

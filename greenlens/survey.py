@@ -7,11 +7,14 @@ import contextlib
 import csv
 import io
 import os
+import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -20,6 +23,9 @@ TILE = 32  # the size of the Kaggle tiles the cactus model was trained on
 # Compiling the tile model (~15 s on a CPU) pays for itself from about this many tiles (a
 # 2,300 x 2,300 image); smaller surveys run on Keras unless the model was compiled already.
 COMPILE_FROM_TILES = 5000
+# The compiled model's fixed batch: XNNPACK runs 64 tiles as fast per tile as 512, and its
+# activation memory grows with the batch (~70 MB at 64, ~550 MB at 512).
+LITE_BATCH = 64
 
 
 class SurveyError(ValueError):
@@ -68,8 +74,8 @@ def survey(model, image: np.ndarray, positive_index: int, stride: int = TILE, th
     if not 0 < threshold < 1:
         raise SurveyError("threshold must lie between 0 and 1")
     tiles, positions = cut_tiles(image, stride)
-    if len(tiles) >= COMPILE_FROM_TILES or model in _tile_classifiers:
-        classify = tile_classifier(model, batch_size)
+    if len(tiles) >= COMPILE_FROM_TILES or model in _compile_requested or model in _tile_classifiers:
+        classify = tile_classifier(model)  # waits for a compile under way
     else:
         classify = _keras_predict(model)
     probabilities = np.empty(len(tiles), dtype=np.float32)
@@ -82,26 +88,34 @@ def survey(model, image: np.ndarray, positive_index: int, stride: int = TILE, th
 
 
 _tile_classifiers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_compile_requested: weakref.WeakSet = weakref.WeakSet()
 _building = threading.Lock()
 
 
-def tile_classifier(model, batch_size: int = 512):
+def compile_in_background(model) -> None:
+    """Starts compiling `model` for tiles in a thread (the app does so at start); every survey
+    with it then runs compiled, the first one waiting for the compile if it is still under way."""
+    _compile_requested.add(model)
+    threading.Thread(target=tile_classifier, args=(model,), daemon=True).start()
+
+
+def tile_classifier(model):
     """`model`'s predict for batches of TILE x TILE tiles, compiled once per model with TensorFlow
     Lite's XNNPACK CPU kernels: the same layers and weights, probabilities within ~1e-5 of Keras,
     about twice as fast on a CPU (benchmarks/survey_speed.py). Falls back to Keras' own
     `predict_on_batch` where the model cannot be converted.
 
-    Compiling takes ~15 s on a CPU; the app starts it in the background when it loads the model.
+    Compiling takes ~15 s on a CPU; see `compile_in_background`.
     """
     with _building:
         if model not in _tile_classifiers:
-            _tile_classifiers[model] = _compile_for_tiles(model, batch_size)
+            _tile_classifiers[model] = _compile_for_tiles(model)
         return _tile_classifiers[model]
 
 
-def _compile_for_tiles(model, batch_size: int):
+def _compile_for_tiles(model):
     try:
-        return LiteTileClassifier(model, batch_size)
+        return LiteTileClassifier(model)
     except Exception as error:  # noqa: BLE001 - any conversion failure leaves the (slower) Keras path
         print(f"Surveys run on Keras: TensorFlow Lite could not compile the model ({error})", file=sys.stderr)
         return _keras_predict(model)
@@ -114,22 +128,12 @@ def _keras_predict(model):
 class LiteTileClassifier:
     """A TensorFlow Lite interpreter of the model for tile-size inputs, called like predict_on_batch."""
 
-    def __init__(self, model, batch_size: int):
-        import keras
+    def __init__(self, model, batch_size: int = LITE_BATCH):
         import tensorflow as tf
 
-        # The model with a fixed tile-size input. Upscaling ignores antialiasing, so the resize can
-        # drop it: the antialiased kernel has no TensorFlow Lite equivalent.
-        resize = model.get_layer("resize")
-        inputs = keras.Input((TILE, TILE, 3), batch_size=batch_size)
-        x = keras.layers.Resizing(resize.height, resize.width, interpolation=resize.interpolation,
-                                  antialias=resize.antialias and min(resize.height, resize.width) < TILE)(inputs)
-        for layer in model.layers[model.layers.index(resize) + 1:]:
-            x = layer(x)
-        # The converter prints the exported signatures; nobody needs them.
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        content = _convert_in_child_process(model, batch_size)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about its successor package
-            content = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert()
             self.interpreter = tf.lite.Interpreter(model_content=content, num_threads=os.cpu_count())
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
@@ -141,7 +145,7 @@ class LiteTileClassifier:
         """Probabilities of any number of tiles, in the interpreter's fixed batches (the last one padded)."""
         results = []
         for start in range(0, len(tiles), self.batch_size):
-            batch = tiles[start : start + self.batch_size].astype(np.float32)
+            batch = tiles[start : start + self.batch_size].astype(np.float32, copy=False)
             count = len(batch)
             if count < self.batch_size:
                 batch = np.concatenate([batch, np.zeros((self.batch_size - count, *batch.shape[1:]), np.float32)])
@@ -150,6 +154,38 @@ class LiteTileClassifier:
                 self.interpreter.invoke()
                 results.append(self.interpreter.get_tensor(self.output)[:count].copy())
         return np.concatenate(results)
+
+
+def _convert_in_child_process(model, batch_size: int) -> bytes:
+    """The converter takes ~1 GB that a process keeps after it is done, which would double the
+    app's memory; a child process does the conversion and gives the memory back."""
+    with tempfile.TemporaryDirectory(prefix="greenlens-tiles-") as folder:
+        saved, converted = Path(folder) / "model.keras", Path(folder) / "tiles.tflite"
+        model.save(saved)
+        child = subprocess.run(
+            [sys.executable, "-m", "greenlens.survey", str(saved), str(converted), str(batch_size)],
+            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=900,
+        )
+        if child.returncode != 0:
+            raise RuntimeError((child.stderr.strip().splitlines() or ["conversion failed"])[-1])
+        return converted.read_bytes()
+
+
+def tile_model_flatbuffer(model, batch_size: int) -> bytes:
+    """`model` with a fixed input of `batch_size` tiles, converted to TensorFlow Lite."""
+    import keras
+    import tensorflow as tf
+
+    # Upscaling ignores antialiasing, so the resize can drop it: the antialiased kernel has no
+    # TensorFlow Lite equivalent.
+    resize = model.get_layer("resize")
+    inputs = keras.Input((TILE, TILE, 3), batch_size=batch_size)
+    x = keras.layers.Resizing(resize.height, resize.width, interpolation=resize.interpolation,
+                              antialias=resize.antialias and min(resize.height, resize.width) < TILE)(inputs)
+    for layer in model.layers[model.layers.index(resize) + 1:]:
+        x = layer(x)
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the exported signatures
+        return tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert()
 
 
 def overlay(image: np.ndarray, result: Survey) -> np.ndarray:
@@ -176,3 +212,9 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
     inner[:, 1:] &= mask[:, :-1]
     inner[:, :-1] &= mask[:, 1:]
     return inner
+
+
+if __name__ == "__main__":  # the child process of _convert_in_child_process: MODEL.keras OUT.tflite BATCH
+    import keras
+
+    Path(sys.argv[2]).write_bytes(tile_model_flatbuffer(keras.saving.load_model(sys.argv[1]), int(sys.argv[3])))

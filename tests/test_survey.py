@@ -59,7 +59,7 @@ def test_survey_agrees_with_single_tile_classification(cactus_model, mosaic):
 
 def test_surveys_run_on_the_compiled_tile_model_with_keras_numbers(cactus_model, mosaic):
     _, _, tiles, _ = mosaic
-    many = np.concatenate([tiles] * 5).astype(np.float32)  # 600 tiles: a full batch of 512 and a padded one
+    many = np.concatenate([tiles] * 5).astype(np.float32)  # 600 tiles: nine full batches of 64 and a padded one
     classify = survey.tile_classifier(cactus_model.model)
     assert isinstance(classify, survey.LiteTileClassifier)
     np.testing.assert_allclose(classify(many), cactus_model.model.predict(many, batch_size=256, verbose=0), atol=1e-4)
