@@ -20,9 +20,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 TILE = 32  # the size of the Kaggle tiles the cactus model was trained on
-# Compiling the tile model (~15 s on a CPU) pays for itself from about this many tiles (a
-# 2,300 x 2,300 image); smaller surveys run on Keras unless the model was compiled already.
-COMPILE_FROM_TILES = 5000
+# Compiling the tile model (~30 s on a 2-core CPU) pays for itself from about this many tiles (a
+# 3,200 x 3,200 image); smaller surveys run on Keras unless the model was compiled already.
+COMPILE_FROM_TILES = 10_000
 # The compiled model's fixed batch: XNNPACK runs 64 tiles as fast per tile as 512, and its
 # activation memory grows with the batch (~70 MB at 64, ~550 MB at 512).
 LITE_BATCH = 64
@@ -105,7 +105,7 @@ def tile_classifier(model):
     about twice as fast on a CPU (benchmarks/survey_speed.py). Falls back to Keras' own
     `predict_on_batch` where the model cannot be converted.
 
-    Compiling takes ~15 s on a CPU; see `compile_in_background`.
+    Compiling takes ~30 s on a 2-core CPU; see `compile_in_background`.
     """
     with _building:
         if model not in _tile_classifiers:
