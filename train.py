@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--out", type=Path, default=Path("models") / name, help="model repo folder to write")
         sub.add_argument("--backbone", default=task.backbone, help=f"inception_v3 or mobilenet_v2 (default {task.backbone})")
         sub.add_argument("--image-size", type=int, help="input size of the backbone (default: the task's, or the backbone's)")
-        sub.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width (1.0 or 0.5 have ImageNet weights)")
+        sub.add_argument("--alpha", type=float,
+                         help=f"MobileNetV2 width, 1.0 or 0.5 have ImageNet weights (default {task.alpha} with the task's backbone, else 1.0)")
         sub.add_argument("--weights", default="imagenet", help="imagenet, none, or a weights file")
         sub.add_argument("--views", type=int, default=defaults.views, help="augmented views cached per training image")
         sub.add_argument("--head-epochs", type=int, default=defaults.head_epochs, help="stage 1 epochs (early stopping)")
@@ -96,9 +97,11 @@ def train(args) -> int:
 
     task = get_task(args.command)
     backbone = get_backbone(args.backbone)
-    image_size = args.image_size or (task.image_size if backbone.name == task.backbone else backbone.default_size)
+    own_backbone = backbone.name == task.backbone
+    image_size = args.image_size or (task.image_size if own_backbone else backbone.default_size)
+    alpha = args.alpha or (task.alpha if own_backbone else 1.0)
     config = TrainConfig(
-        backbone=backbone.name, image_size=image_size, weights=parse_weights(args.weights), alpha=args.alpha,
+        backbone=backbone.name, image_size=image_size, weights=parse_weights(args.weights), alpha=alpha,
         augmentation=task.augmentation, views=args.views, head_epochs=args.head_epochs,
         fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
         fine_tune_after=args.fine_tune_after, batch_size=args.batch_size,

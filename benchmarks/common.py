@@ -85,6 +85,18 @@ def example_calls() -> list[tuple[Path, str, str]]:
     return calls
 
 
+def wait_for_tile_model(url: str) -> None:
+    """Surveys one tile. The app answers it once the tile-model compile it starts at launch is
+    done (a child process that keeps a core busy for ~30 s), so what is measured after this call
+    is not slowed down by it."""
+    from gradio_client import Client, handle_file
+
+    from greenlens.examples import example_files
+
+    tile = example_files("cactus")[0][0]
+    Client(url, verbose=False).predict(handle_file(str(tile)), api_name="/survey")
+
+
 def concurrent_requests(url: str, clients: int, requests_per_client: int, calls) -> dict:
     """`clients` threads, each with its own gradio_client, send `requests_per_client` requests,
     cycling through `calls` (image, endpoint, expected label). A request errs when it raises or

@@ -11,16 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import ROOT, concurrent_requests, example_calls, report, resident_mb, start_server
+from common import ROOT, concurrent_requests, example_calls, report, resident_mb, start_server, wait_for_tile_model
 
 MEMORY_GROWTH_LIMIT_MB = 100
-
-
-def survey_one_tile(url: str, calls) -> None:
-    from gradio_client import Client, handle_file
-
-    tile = next(path for path, endpoint, _ in calls if endpoint == "/classify_cactus")
-    Client(url, verbose=False).predict(handle_file(str(tile)), api_name="/survey")
 
 
 def main() -> int:
@@ -32,7 +25,7 @@ def main() -> int:
     app, url, _ = start_server(ROOT / "app.py")
     try:
         warm_up = concurrent_requests(url, args.clients, 10, calls)
-        survey_one_tile(url, calls)  # answered once the app's background tile-model compile is done
+        wait_for_tile_model(url)
         after_warm_up = resident_mb(app.pid)
         result = concurrent_requests(url, args.clients, args.requests, calls)
         after_run = resident_mb(app.pid)

@@ -119,7 +119,7 @@ class Classifier:
         task, metrics = self.repo.task, self.repo.metrics.get("metrics", {})
         auc = metrics.get("roc_auc")
         return {
-            "Backbone": task.get("backbone_display", "unknown"),
+            "Backbone": task.get("backbone_display", "unknown") + (f" (alpha {task['alpha']})" if task.get("alpha", 1.0) != 1.0 else ""),
             "Input size": f"{task.get('image_size', '?')} x {task.get('image_size', '?')} (resized inside the model)",
             "Validation accuracy": f"{metrics['accuracy']:.4f} ({metrics['count']} images)" if metrics else "not recorded",
             "Validation ROC AUC": f"{auc:.5f}" if auc is not None else "not recorded",

@@ -14,7 +14,6 @@ from . import data, evaluation, ood, repository
 from .backbones import get_backbone
 from .batch import probability_column
 from .card import render_card
-from .inference import predict_images
 from .tasks import Task
 from .training import TrainConfig, fine_tune
 
@@ -63,17 +62,16 @@ def train_task(
     result = fine_tune(config, len(task.labels), train.images, train.labels, validation.images, validation.labels)
 
     evaluate_started = time.perf_counter()
-    probabilities = predict_images(result.model, validation.images, desc="Evaluating on validation images")
-    metrics = evaluation.evaluate(task, probabilities, validation.labels, validation.sources)
-    timings = {"read_data": read_seconds, **result.timings, "evaluate": time.perf_counter() - evaluate_started}
-
-    guard_started = time.perf_counter()
     spec = get_backbone(config.backbone)
-    guard, guard_report = ood.fit_and_measure(
+    guard, guard_report, probabilities = ood.fit_and_measure(
         result.model, list(spec.guard_layers), train.images, train.labels, validation.images,
         other_images or {}, _typical_size(examples),
     )
-    timings["out_of_distribution_guard"] = time.perf_counter() - guard_started
+    metrics = evaluation.evaluate(task, probabilities, validation.labels, validation.sources)
+    timings = {
+        "read_data": read_seconds, **result.timings,
+        "evaluate_and_out_of_distribution_guard": time.perf_counter() - evaluate_started,
+    }
     timings["total"] = time.perf_counter() - started
     log(_guard_summary(guard_report))
     log(_summary(metrics, timings))
@@ -90,6 +88,7 @@ def train_task(
             "backbone": spec.name,
             "backbone_display": spec.display_name,
             "image_size": config.image_size,
+            "alpha": config.alpha,
             "fine_tune_after": spec.fine_tune_after,
             "preprocessing": f"inside the model: resize to {config.image_size}x{config.image_size}, "
             f"x * {spec.scale:.6g} + {spec.offset:g}",
@@ -209,7 +208,8 @@ def add_guard(model_dir: Path, task: Task, data_dirs: list[Path], other_images: 
 
     model_dir = Path(model_dir)
     repo = repository.load(str(model_dir))
-    validation_files = {row.split(",")[0] for row in (model_dir / "validation.csv").read_text().splitlines()[1:]}
+    with open(model_dir / "validation.csv", newline="") as handle:
+        validation_files = {row["file"] for row in csv.DictReader(handle)}
     examples, _ = data.read_images(data.find_examples(task, data_dirs))
     is_validation = np.array([_relative_to_data_parent(f) in validation_files for f in examples.files])
     if is_validation.sum() != len(validation_files):
@@ -218,7 +218,7 @@ def add_guard(model_dir: Path, task: Task, data_dirs: list[Path], other_images: 
             "the data or unreadable: the guard must be fitted on the split the model was trained on"
         )
     layers = list(get_backbone(repo.task["backbone"]).guard_layers)
-    guard, report = ood.fit_and_measure(
+    guard, report, _ = ood.fit_and_measure(
         repo.model, layers, [im for im, v in zip(examples.images, is_validation) if not v], examples.labels[~is_validation],
         [im for im, v in zip(examples.images, is_validation) if v], other_images, _typical_size(examples),
     )

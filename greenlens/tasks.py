@@ -26,6 +26,8 @@ class Task:
     out_of_distribution_label: str
     backbone: str
     image_size: int
+    # Each task's default backbone, input size and MobileNetV2 width are the ones its bundled model
+    # was measured best with (see the README's results); InceptionV3 ignores the width.
     # Which label-preserving transforms the images allow ("flips" for photos taken upright,
     # "dihedral" for nadir aerial tiles that have no up).
     augmentation: str
@@ -34,6 +36,7 @@ class Task:
     csv_id_column: str = "id"
     csv_label_column: str = ""
     group_csv: str = ""
+    alpha: float = 1.0
 
     @property
     def labels(self) -> list[str]:
@@ -69,7 +72,10 @@ CACTUS = Task(
     positive_label="cactus",
     out_of_distribution_label="not an aerial tile",
     backbone="mobilenet_v2",
-    image_size=96,
+    # A half-width MobileNetV2 at 128x128 beat the full width at 96x96 in accuracy (0.9950 vs
+    # 0.9923) and is ~40% cheaper per tile, which surveys of large images need.
+    image_size=128,
+    alpha=0.5,
     augmentation="dihedral",
     dataset_tags=("aerial-cactus-identification",),
     source_url="https://www.kaggle.com/competitions/aerial-cactus-identification",
