@@ -39,7 +39,7 @@ train-leaf: install keras-cache
 		--ood-data "$(DATA_DIR)/aerial-cactus/test"
 
 train-cactus: install keras-cache
-	$(BIN)/python train.py cactus --views 3 --fine-tune-epochs 10 --out models/cactus \
+	$(BIN)/python train.py cactus --views 3 --fine-tune-epochs 10 --fine-tune-after block_9_add --out models/cactus \
 		--ood-data "$(DATA_DIR)/strawberry-leaf/color"
 
 train: train-leaf train-cactus
