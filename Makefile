@@ -35,7 +35,7 @@ keras-cache:
 	else echo "$(WEIGHTS_DIR) not found: Keras will download ImageNet weights on first use"; fi
 
 train-leaf: install keras-cache
-	$(BIN)/python train.py leaf --backbone mobilenet_v2 --image-size 160 --out models/leaf \
+	$(BIN)/python train.py leaf --backbone mobilenet_v2 --image-size 160 --alpha 0.5 --fine-tune-epochs 6 --out models/leaf \
 		--ood-data "$(DATA_DIR)/aerial-cactus/test"
 
 train-cactus: install keras-cache

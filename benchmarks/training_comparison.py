@@ -31,9 +31,10 @@ DATA = {"leaf": [DATA_DIR / "strawberry-leaf" / "color", DATA_DIR / "strawberry-
 
 
 def bundled(task_name: str) -> dict:
-    """The bundled model's backbone and input size, so the comparison trains what we ship."""
+    """The bundled model's backbone, input size, width and cut, so the comparison trains what we ship."""
     task = json.loads((ROOT / "models" / task_name / "task.json").read_text())
-    return {"backbone": task["backbone"], "image_size": task["image_size"], "alpha": task.get("alpha", 1.0)}
+    return {"backbone": task["backbone"], "image_size": task["image_size"], "alpha": task.get("alpha", 1.0),
+            "fine_tune_after": task["fine_tune_after"]}
 
 
 def kept_rows(rerun: list[str]) -> list[dict]:

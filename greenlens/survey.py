@@ -102,7 +102,7 @@ def compile_in_background(model) -> None:
 def tile_classifier(model):
     """`model`'s predict for batches of TILE x TILE tiles, compiled once per model with TensorFlow
     Lite's XNNPACK CPU kernels: the same layers and weights, probabilities within ~1e-5 of Keras,
-    about 3.5x as fast on a 2-core CPU (benchmarks/survey_speed.py). Falls back to Keras' own
+    about 3x as fast on a 2-core CPU (benchmarks/survey_speed.py). Falls back to Keras' own
     `predict_on_batch` where the model cannot be converted.
 
     Compiling takes ~30 s on a 2-core CPU; see `compile_in_background`.

@@ -113,14 +113,19 @@ def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
 
 
 def test_pipeline_runs_anywhere_on_generated_images(generated_cactus_dir, tmp_path):
-    """No real data and no ImageNet weights needed: random initialisation on generated tiles."""
+    """No real data and no ImageNet weights needed: random initialisation on generated tiles
+    (with a half-width backbone cut lower than its default: the repo records both)."""
     out = tmp_path / "model"
     record = train_task(
-        CACTUS, [generated_cactus_dir], out, small_config(weights=None, image_size=32),
+        CACTUS, [generated_cactus_dir], out,
+        small_config(weights=None, image_size=32, alpha=0.5, fine_tune_after="block_9_add"),
         repo_id="test/generated", command="pytest", log=lambda *_: None,
     )
     assert REPO_FILES <= {p.name for p in out.iterdir()}
     assert record["weights_description"].startswith("none")
+    task = json.loads((out / "task.json").read_text())
+    assert (task["alpha"], task["fine_tune_after"]) == (0.5, "block_9_add")
+    assert "after `block_9_add`" in (out / "README.md").read_text()
     files = sorted((generated_cactus_dir / "train").iterdir())[:4]
     assert_reloads_identically(out, [decode_image(f) for f in files])
 
