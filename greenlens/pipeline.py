@@ -15,7 +15,7 @@ from .backbones import get_backbone
 from .batch import probability_column
 from .card import render_card
 from .tasks import Task
-from .training import TrainConfig, fine_tune
+from .training import TrainConfig, fine_tune, fine_tune_cut
 
 AUGMENTATIONS = {
     "flips": "random horizontal and vertical flips",
@@ -89,7 +89,7 @@ def train_task(
             "backbone_display": spec.display_name,
             "image_size": config.image_size,
             "alpha": config.alpha,
-            "fine_tune_after": config.fine_tune_after or spec.fine_tune_after,
+            "fine_tune_after": fine_tune_cut(config),
             "preprocessing": f"inside the model: resize to {config.image_size}x{config.image_size}, "
             f"x * {spec.scale:.6g} + {spec.offset:g}",
             "dataset_tags": list(task.dataset_tags),

@@ -57,7 +57,7 @@ def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels,
     started = time.perf_counter()
     backbone = build_backbone(spec, config.weights, config.alpha)
     model, head = build_classifier(backbone, spec, config.image_size, num_classes, config.dropout)
-    stem, top = split_backbone(model, backbone, config.fine_tune_after or spec.fine_tune_after)
+    stem, top = split_backbone(model, backbone, fine_tune_cut(config))
     timings["build"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -79,6 +79,12 @@ def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels,
 
     freeze(backbone)
     return TrainResult(model, {"stage1_head": head_history, "stage2_fine_tune": fine_tune_history}, timings)
+
+
+def fine_tune_cut(config: TrainConfig) -> str:
+    """The last frozen layer: the config's, else the backbone's default. The model repo records
+    this too, so it must be the one place that decides."""
+    return config.fine_tune_after or get_backbone(config.backbone).fine_tune_after
 
 
 def split_backbone(model: keras.Model, backbone: keras.Model, cut_layer: str) -> tuple[keras.Model, keras.Model]:
