@@ -21,7 +21,7 @@ from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
 from PIL import UnidentifiedImageError  # noqa: E402
 
 from greenlens import survey as surveying  # noqa: E402
-from greenlens.batch import classify_many, list_inputs  # noqa: E402
+from greenlens.batch import classify_to_csv  # noqa: E402
 from greenlens.examples import example_files  # noqa: E402
 from greenlens.images import ImageError, decode_image  # noqa: E402
 from greenlens.inference import Classifier  # noqa: E402
@@ -29,7 +29,7 @@ from greenlens.repository import ModelSourceError  # noqa: E402
 from greenlens.tasks import TASKS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-MODEL_VARIABLES = {"leaf": "LEAF_MODEL", "cactus": "CACTUS_MODEL"}
+MODEL_VARIABLES = {task: f"{task.upper()}_MODEL" for task in TASKS}
 # Concurrent /classify_* requests share one forward pass, up to this many; 1 turns batching off.
 MAX_BATCH_SIZE = int(os.environ.get("GREENLENS_MAX_BATCH_SIZE", "16"))
 MAX_FILE_SIZE = os.environ.get("GREENLENS_MAX_FILE_SIZE", "20mb")
@@ -125,6 +125,7 @@ def facts_markdown(classifier: Classifier) -> str:
 def build_tab(task_name: str, classifier: Classifier) -> None:
     task = TASKS[task_name]
     classify = classify_batch(classifier)
+    gr.Markdown(f"*{task.scope}*")
     with gr.Row():
         with gr.Column():
             image = CheckedImage(
@@ -166,14 +167,13 @@ def batch_fn(classifier: Classifier, task_name: str):
     def classify_files(files: list[str] | None):
         if not files:
             raise gr.Error("Upload image files or a zip of images first.")
-        result = classify_many(classifier, list_inputs([Path(f) for f in files]), progress=False)
+        path = output_file(f"{task_name}_predictions.csv")
+        result = classify_to_csv(classifier, [Path(f) for f in files], path, progress=False)
         if not result.names:
             raise gr.Error(f"None of the {len(result.failures)} file(s) is an image this app can read.")
         if result.failures:
             gr.Warning(f"Skipped {len(result.failures)} unreadable file(s): {', '.join(n for n, _ in result.failures[:5])}")
-        path = output_file(f"{task_name}_predictions.csv")
-        result.write_csv(path)
-        return result.rows(), str(path)
+        return result.rows(), str(path), [{"file": name, "error": why} for name, why in result.failures]
 
     return classify_files
 
@@ -184,35 +184,34 @@ def build_batch(task_name: str, classifier: Classifier) -> None:
         button = gr.Button("Classify all")
         table = gr.Dataframe(label="Predictions", wrap=True)
         csv_file = gr.File(label="CSV")
-        button.click(batch_fn(classifier, task_name), files, [table, csv_file], api_name=f"batch_{task_name}")
+        skipped = gr.JSON(label="Skipped files (not images this app can read)")
+        button.click(batch_fn(classifier, task_name), files, [table, csv_file, skipped], api_name=f"batch_{task_name}",
+                     api_description="Image files or zips in; a table and a CSV of predictions, and the files skipped "
+                     "with why, out.")
 
 
 def survey_fn(classifier: Classifier):
-    positive = classifier.labels.index(classifier.positive_label)
-    # Compiling the tile model takes seconds: start now, so the page is up meanwhile and the first
-    # survey (which waits for it) is not the one that pays.
-    surveying.compile_in_background(classifier.model)
-
     def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5, progress=gr.Progress()):
-        image = read_upload(path)
+        if path is None:
+            raise gr.Error("No image was given.")
+        out_dir = output_file("survey")
         try:
-            result = surveying.survey(
-                classifier.model, image, positive, int(stride), float(threshold),
+            result = surveying.run_survey(
+                classifier, path, out_dir, int(stride), float(threshold),
                 progress=lambda done, total: progress(done / total, desc=f"{done:,} of {total:,} tiles"),
             )
-        except surveying.SurveyError as error:
+        except (ImageError, surveying.SurveyError) as error:
             raise gr.Error(str(error)) from None
-        csv_path = output_file("survey_tiles.csv")
-        csv_path.write_text(result.csv_text())
-        return surveying.overlay(image, result), result.summary, str(csv_path)
+        return str(out_dir / "overlay.png"), result.summary, str(out_dir / "tiles.csv")
 
     return run_survey
 
 
 def build_survey_tab(classifier: Classifier) -> None:
+    tile = classifier.repo.task.get("survey_tile") or surveying.TILE
     gr.Markdown(
-        "Upload an aerial image of any size (up to 8,000 x 8,000 pixels). It is cut into 32 x 32 tiles, the "
-        "scale the cactus model was trained on; every tile is classified and the cactus tiles are highlighted."
+        f"Upload an aerial image of any size (up to 8,000 x 8,000 pixels). It is cut into {tile} x {tile} tiles, the "
+        f"scale the model was trained on; every tile is classified and the {classifier.positive_label} tiles are highlighted."
     )
     with gr.Row():
         with gr.Column():
@@ -221,7 +220,7 @@ def build_survey_tab(classifier: Classifier) -> None:
             threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Cactus probability threshold")
             button = gr.Button("Survey", variant="primary")
         with gr.Column():
-            overlay = gr.Image(label="Cactus tiles", type="numpy")
+            overlay = gr.Image(label=f"{classifier.positive_label.capitalize()} tiles", type="filepath")
             summary = gr.JSON(label="Summary")
             tiles = gr.File(label="Tiles (x, y, probability)")
     button.click(survey_fn(classifier), [image, stride, threshold], [overlay, summary, tiles], api_name="survey")
@@ -240,8 +239,10 @@ def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
             with gr.Tab(TASKS[task_name].title):
                 build_tab(task_name, classifier)
                 build_batch(task_name, classifier)
-        with gr.Tab("Aerial survey"):
-            build_survey_tab(classifiers["cactus"])
+        for task_name, classifier in classifiers.items():
+            if TASKS[task_name].survey_tile:
+                with gr.Tab("Aerial survey"):
+                    build_survey_tab(classifier)
     demo.queue(default_concurrency_limit=1)
     return demo
 

@@ -69,7 +69,7 @@ def start_server(script: Path, env: dict | None = None, timeout: float = 240):
             return process, url, time.perf_counter() - started
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"{script} exited with {process.returncode}")
+                raise RuntimeError(f"{script} exited with {process.returncode}") from None
             time.sleep(0.2)
     process.kill()
     raise TimeoutError(f"{script} did not answer within {timeout} s")
@@ -83,18 +83,6 @@ def example_calls() -> list[tuple[Path, str, str]]:
     if not calls:
         raise SystemExit("example images missing: run `make examples` first")
     return calls
-
-
-def wait_for_tile_model(url: str) -> None:
-    """Surveys one tile. The app answers it once the tile-model compile it starts at launch is
-    done (a child process that keeps a core busy for ~30 s), so what is measured after this call
-    is not slowed down by it."""
-    from gradio_client import Client, handle_file
-
-    from greenlens.examples import example_files
-
-    tile = example_files("cactus")[0][0]
-    Client(url, verbose=False).predict(handle_file(str(tile)), api_name="/survey")
 
 
 def concurrent_requests(url: str, clients: int, requests_per_client: int, calls) -> dict:

@@ -11,7 +11,7 @@ import argparse
 import time
 
 import numpy as np
-from common import ROOT, percentile, report, start_server, timed, wait_for_tile_model
+from common import ROOT, percentile, report, start_server, timed
 from gradio_client import Client, handle_file
 
 from greenlens.examples import example_files
@@ -36,7 +36,6 @@ def main() -> None:
         first = examples["leaf"][0][0]
         app_client.predict(handle_file(str(first)), api_name="/classify_leaf")
         rows.append({"what": "app cold start (process start to first answer)", "p50_ms": (time.perf_counter() - started) * 1000, "p95_ms": float("nan")})
-        wait_for_tile_model(app_url)
         for task in ("leaf", "cactus"):
             path = examples[task][0][0]
             classifier = Classifier.load(str(ROOT / "models" / task))

@@ -3,7 +3,9 @@ Reports errors, p50/p95 latency and the app's resident memory after warm-up (the
 10 requests each: every batch size the queue forms has been traced) and after the run.
 Targets: zero errors; memory after the run within 100 MB of after warm-up.
 
-    python benchmarks/load_test.py [--clients 8] [--requests 50]
+    python benchmarks/load_test.py [--clients 8] [--requests 50] [--url URL --pid PID]
+
+With --url and --pid it loads an app that is already running (the tests' one) instead of starting its own.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import ROOT, concurrent_requests, example_calls, report, resident_mb, start_server, wait_for_tile_model
+from common import ROOT, concurrent_requests, example_calls, report, resident_mb, start_server
 
 MEMORY_GROWTH_LIMIT_MB = 100
 
@@ -20,17 +22,20 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
+    parser.add_argument("--url", help="a running app to load (default: start one)")
+    parser.add_argument("--pid", type=int, help="the running app's process id, for its memory")
     args = parser.parse_args()
     calls = example_calls()
-    app, url, _ = start_server(ROOT / "app.py")
+    app, url, _ = (None, args.url, 0) if args.url else start_server(ROOT / "app.py")
+    pid = args.pid if args.url else app.pid
     try:
         warm_up = concurrent_requests(url, args.clients, 10, calls)
-        wait_for_tile_model(url)
-        after_warm_up = resident_mb(app.pid)
+        after_warm_up = resident_mb(pid)
         result = concurrent_requests(url, args.clients, args.requests, calls)
-        after_run = resident_mb(app.pid)
+        after_run = resident_mb(pid)
     finally:
-        app.terminate()
+        if app is not None:
+            app.terminate()
     growth = after_run - after_warm_up
     row = {**{k: v for k, v in result.items() if k != "first_errors"}, "warm_up_errors": warm_up["errors"],
            "rss_after_warm_up_mb": after_warm_up, "rss_after_run_mb": after_run, "rss_growth_mb": growth}

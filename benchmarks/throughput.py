@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import ROOT, concurrent_requests, example_calls, report, start_server, wait_for_tile_model
+from common import ROOT, concurrent_requests, example_calls, report, start_server
 
 
 def main() -> None:
@@ -27,8 +27,6 @@ def main() -> None:
     ):
         app, url, _ = start_server(ROOT / script, env={"GREENLENS_MAX_BATCH_SIZE": max_batch_size})
         try:
-            if script == "app.py":
-                wait_for_tile_model(url)
             concurrent_requests(url, max(args.clients), 2, app_calls)  # warm-up: every batch size traced
             for clients in args.clients:
                 result = concurrent_requests(url, clients, args.requests, app_calls)

@@ -1,4 +1,5 @@
-"""ImageNet backbones from keras.applications, and the classifier built around one.
+"""ImageNet backbones from keras.applications, the classifier built around one, and the models
+derived from a classifier (its parts, its guard features, its tile model).
 
 The classifier takes raw RGB pixels (0-255, any size): resizing and the backbone's own input
 scaling are layers of the saved model, so a model pulled from the Hub needs no preprocessing code.
@@ -18,10 +19,6 @@ class Backbone:
     name: str
     display_name: str
     constructor: str  # attribute of keras.applications
-    default_size: int
-    # Output of the last block that stays frozen in fine-tuning; everything after it is
-    # trained in stage 2. Whole blocks: half-unfrozen blocks fine-tune badly.
-    fine_tune_after: str
     # Feature map for Grad-CAM: the last one at stride 16, fine enough to outline a leaf
     # (the final stride-32 map is 5x5 at 160 pixels) and still fed by the fine-tuned gradient.
     cam_layer: str
@@ -34,11 +31,8 @@ class Backbone:
 
 
 BACKBONES = {
-    # The top two inception blocks (mixed9, mixed10), as in the Keras fine-tuning guide.
-    "inception_v3": Backbone("inception_v3", "InceptionV3", "InceptionV3", 299, fine_tune_after="mixed8", cam_layer="mixed7",
-                             guard_layers=("mixed2", "mixed7")),
-    # The last stride-32 stage (blocks 13-16) and the 1x1 head convolution.
-    "mobilenet_v2": Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2", 224, fine_tune_after="block_12_add", cam_layer="block_12_add",
+    "inception_v3": Backbone("inception_v3", "InceptionV3", "InceptionV3", cam_layer="mixed7", guard_layers=("mixed2", "mixed7")),
+    "mobilenet_v2": Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2", cam_layer="block_12_add",
                              guard_layers=("block_5_add", "block_12_add")),
 }
 
@@ -84,13 +78,73 @@ def build_classifier(
     Returns the model and its head layers, which stage 1 trains on cached features.
     """
     head = [
-        keras.layers.Dropout(dropout, name="head_dropout"),
-        keras.layers.Dense(num_classes, activation="softmax", name="probabilities"),
+        keras.layers.Dropout(dropout, name=DROPOUT),
+        keras.layers.Dense(num_classes, activation="softmax", name=PROBABILITIES),
     ]
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name="resize")(inputs)
-    x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name="backbone_scaling")(x)
+    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name=RESIZE)(inputs)
+    x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name=SCALING)(x)
     x = backbone(x)
     for layer in head:
         x = layer(x)
     return keras.Model(inputs, x, name="classifier"), head
+
+
+# The classifier's layer names: saved models are found again by them.
+RESIZE, SCALING, DROPOUT, PROBABILITIES = "resize", "backbone_scaling", "head_dropout", "probabilities"
+
+
+@dataclass(frozen=True)
+class ClassifierParts:
+    """The layers of a classifier built by `build_classifier` (or loaded from a model repo)."""
+
+    resize: keras.layers.Resizing
+    scaling: keras.layers.Rescaling
+    backbone: keras.Model
+    dropout: keras.layers.Dropout
+    dense: keras.layers.Dense
+
+    def preprocess(self, x):
+        """Raw pixels -> what the backbone takes: resized and scaled as inside the model."""
+        return self.scaling(self.resize(x))
+
+    def head(self, pooled):
+        return self.dense(self.dropout(pooled))
+
+
+def parts(model: keras.Model) -> ClassifierParts:
+    return ClassifierParts(
+        resize=model.get_layer(RESIZE),
+        scaling=model.get_layer(SCALING),
+        backbone=next(layer for layer in model.layers if isinstance(layer, keras.Model)),
+        dropout=model.get_layer(DROPOUT),
+        dense=model.get_layer(PROBABILITIES),
+    )
+
+
+def feature_model(model: keras.Model, layers: list[str]) -> tuple[keras.Model, list[int]]:
+    """The classifier with a first output added, the out-of-distribution guard's features: colour
+    statistics of the model's input (channel means and mean squares), channel means of `layers`,
+    and the pooled backbone features the head reads. One forward pass gives both outputs.
+    Returns the group sizes too."""
+    p = parts(model)
+    inner = keras.Model(p.backbone.input, [*(p.backbone.get_layer(name).output for name in layers), p.backbone.output])
+    x = p.preprocess(model.input)
+    *maps, pooled = inner(x)
+    colour = keras.layers.Concatenate()([
+        keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalAveragePooling2D()(keras.layers.Multiply()([x, x]))
+    ])
+    groups = [colour, *(keras.layers.GlobalAveragePooling2D()(feature_map) for feature_map in maps), pooled]
+    sizes = [int(group.shape[-1]) for group in groups]
+    return keras.Model(model.input, [keras.layers.Concatenate()(groups), p.head(pooled)]), sizes
+
+
+def tile_model(model: keras.Model, tile: int, batch_size: int | None = None) -> keras.Model:
+    """`model` for tile x tile inputs, as surveys run it: the same layers and weights. Upscaling
+    ignores antialiasing, so the resize drops it where it upscales: the antialiased kernel has no
+    LiteRT equivalent."""
+    p = parts(model)
+    inputs = keras.Input((tile, tile, 3), batch_size=batch_size, name="tiles")
+    resize = keras.layers.Resizing(p.resize.height, p.resize.width, interpolation=p.resize.interpolation,
+                                   antialias=p.resize.antialias and min(p.resize.height, p.resize.width) < tile)
+    return keras.Model(inputs, p.head(p.backbone(p.scaling(resize(inputs)))), name="tile_classifier")

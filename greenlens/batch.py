@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .data import IMAGE_SUFFIXES
 from .images import ImageError, decode_image
+from .tasks import Task, get_task
 
 
 @dataclass
@@ -39,13 +40,14 @@ class BatchResult:
             for row in self.rows():
                 writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
 
-    def write_kaggle_submission(self, path: Path, positive_label: str) -> None:
-        """`id,has_cactus` with the positive probability, like the competition's sample_submission.csv."""
+    def write_kaggle_submission(self, path: Path, task: Task) -> None:
+        """The task's id and label columns with the positive label's probability, like the
+        competition's sample_submission.csv (`id,has_cactus` for the cactus task)."""
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["id", "has_cactus"])
+            writer.writerow([task.csv_id_column, task.csv_label_column])
             for name, p in zip(self.names, self.predictions):
-                writer.writerow([Path(name).name, f"{p.probabilities[positive_label]:.6f}"])
+                writer.writerow([Path(name).name, f"{p.probabilities[task.positive_label]:.6f}"])
 
 
 def probability_column(label: str) -> str:
@@ -93,4 +95,21 @@ def classify_many(classifier, items, progress: bool = True) -> BatchResult:
         if len(pending_images) >= 1024:
             flush()
     flush()
+    return result
+
+
+def classify_to_csv(classifier, inputs: list[Path], out: Path, kaggle_submission: bool = False,
+                    progress: bool = True) -> BatchResult:
+    """Classifies image files, folders and zips and writes one CSV row per readable image to `out`
+    (or the task's Kaggle submission); unreadable files are in the result's `failures`."""
+    task = get_task(classifier.repo.task["name"]) if kaggle_submission else None
+    if task is not None and not task.csv_label_column:
+        raise ValueError(f"the {task.name} task has no Kaggle submission format")
+    result = classify_many(classifier, list_inputs(inputs), progress)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if task is not None:
+        result.write_kaggle_submission(out, task)
+    else:
+        result.write_csv(out)
     return result

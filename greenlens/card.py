@@ -27,7 +27,7 @@ DATASETS = {
 
 def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
     """`info` is the run's record (metrics.json); everything on the card comes from it."""
-    task, metrics = info["task"], info["metrics"]
+    task, metrics, validation = info["task"], info["metrics"], info["validation_metrics"]
     dataset = DATASETS[task["name"]]
     card_data = ModelCardData(
         library_name="keras",
@@ -42,7 +42,7 @@ def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
                 task_type="image-classification",
                 dataset_type=task["dataset_tags"][0],
                 dataset_name=dataset["name"],
-                dataset_split="validation",
+                dataset_split="test",
                 metric_type=metric,
                 metric_value=round(value, 6),
             )
@@ -51,7 +51,7 @@ def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
         ],
     )
     counts = info["counts"]
-    config = info["config"]
+    recipe = info["recipe"]
     history = info["history"]
     return ModelCard.from_template(
         card_data,
@@ -63,21 +63,25 @@ def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
         limitations=dataset["limitations"],
         backbone_display=task["backbone_display"],
         backbone_note=info.get("backbone_note", ""),
-        alpha=config["alpha"],
+        alpha=recipe["alpha"],
         weights_description=info["weights_description"],
         image_size=task["image_size"],
         labels_inline=", ".join(f'"{label}"' for label in task["labels"]),
         labels_list=repr(task["labels"]),
         positive_label=task["positive_label"],
         metrics=metrics,
-        roc_auc_text="n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.5f}",
+        validation=validation,
+        roc_auc_text=_auc(metrics),
+        validation_roc_auc_text=_auc(validation),
         training_minutes=f"{info['timings']['total'] / 60:.1f}",
         machine=info["machine"],
         repo_id=info["repo_id"],
         counts=counts,
         balance_text=", ".join(f"{k} {v}" for k, v in counts["balance"].items()),
         split_description=info["split_description"],
-        config=config,
+        recipe=recipe,
+        recipe_name=info["recipe_name"],
+        run=info["run"],
         epochs={stage: len(curves.get("loss", [])) for stage, curves in history.items()},
         fine_tune_after=task["fine_tune_after"],
         augmentation_description=info["augmentation_description"],
@@ -87,3 +91,7 @@ def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
         ood=info.get("ood"),
         out_of_distribution_label=task.get("out_of_distribution_label", "out of distribution"),
     )
+
+
+def _auc(metrics: dict) -> str:
+    return "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.5f}"

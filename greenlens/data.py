@@ -191,12 +191,32 @@ def stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def split(examples: Examples, validation_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split, stratified by class, that never puts one group (leaf) on both sides."""
-    n_splits = max(2, round(1 / validation_fraction))
+@dataclass
+class Split:
+    """Indices of the three splits: training; validation (early stopping, guard thresholds, any
+    choice); test (nothing in training or selection looks at it: the numbers we publish)."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def split(examples: Examples, validation_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0) -> Split:
+    """Seeded split, stratified by class, that never puts one group (leaf) in two splits.
+
+    The data is cut into equal folds of the smaller fraction's size (StratifiedGroupKFold); the
+    test split takes the first folds and validation the next, so both keep the class balance."""
+    if not (0 < validation_fraction and 0 < test_fraction and validation_fraction + test_fraction < 1):
+        raise ValueError("validation and test fractions must be positive and leave images to train on")
+    unit = min(validation_fraction, test_fraction)
+    n_splits = max(3, round(1 / unit))
+    test_folds, validation_folds = max(1, round(test_fraction / unit)), max(1, round(validation_fraction / unit))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_index, validation_index = next(splitter.split(np.zeros(len(examples)), examples.labels, examples.groups))
-    return train_index, validation_index
+    folds = [held for _, held in splitter.split(np.zeros(len(examples)), examples.labels, examples.groups)]
+    test = np.sort(np.concatenate(folds[:test_folds]))
+    validation = np.sort(np.concatenate(folds[test_folds : test_folds + validation_folds]))
+    train = np.sort(np.concatenate(folds[test_folds + validation_folds :]))
+    return Split(train, validation, test)
 
 
 def describe(task: Task, examples: Examples) -> str:

@@ -83,24 +83,24 @@ def plot_training_curves(history: dict[str, dict[str, list[float]]], path: Path)
     plt.close(figure)
 
 
-def plot_confusion_matrix(task: Task, metrics: dict, path: Path) -> None:
+def plot_confusion_matrix(task: Task, metrics: dict, path: Path, split: str) -> None:
     figure, axis = plt.subplots(figsize=(4.5, 4))
     ConfusionMatrixDisplay(np.array(metrics["confusion_matrix"]), display_labels=task.labels).plot(
         ax=axis, cmap="Greens", colorbar=False, values_format="d"
     )
-    axis.set_title(f"Validation: {metrics['errors']} errors of {metrics['count']}")
+    axis.set_title(f"{split.capitalize()}: {metrics['errors']} errors of {metrics['count']}")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-def plot_roc_curve(task: Task, probabilities: np.ndarray, labels: np.ndarray, path: Path) -> None:
+def plot_roc_curve(task: Task, probabilities: np.ndarray, labels: np.ndarray, path: Path, split: str) -> None:
     figure, axis = plt.subplots(figsize=(4.5, 4))
     positive = task.positive_index
     RocCurveDisplay.from_predictions(
         labels == positive, probabilities[:, positive], name=f"{task.positive_label} vs rest", ax=axis
     )
-    axis.set_title("ROC curve (validation)")
+    axis.set_title(f"ROC curve ({split})")
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -12,23 +12,22 @@ import tensorflow as tf
 from matplotlib import colormaps
 from PIL import Image
 
+from .backbones import parts
+
 
 class GradCam:
     """Built once per model; `heatmap(image)` runs one compiled forward and backward pass."""
 
     def __init__(self, model: keras.Model, layer: str | None = None):
-        backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        p = parts(model)
         # Default: the feature map that global pooling summarises, the last one with spatial layout.
-        feature_map = backbone.get_layer(layer).output if layer else backbone.layers[-1].input
-        features = keras.Model(backbone.input, [feature_map, backbone.output])
-        preprocess = [model.get_layer("resize"), model.get_layer("backbone_scaling")]
-        dense = model.get_layer("probabilities")
+        feature_map = p.backbone.get_layer(layer).output if layer else p.backbone.layers[-1].input
+        features = keras.Model(p.backbone.input, [feature_map, p.backbone.output])
+        dense = p.dense
 
         @tf.function(reduce_retracing=True)
         def heatmap(image):
-            x = image[None]
-            for layer in preprocess:
-                x = layer(x)
+            x = p.preprocess(image[None])
             with tf.GradientTape() as tape:
                 feature_map, pooled = features(x, training=False)
                 tape.watch(feature_map)

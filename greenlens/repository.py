@@ -1,7 +1,9 @@
 """Model repositories: the folder a training writes, the Hub pushes, and the app and Keras load.
 
 Layout (the Keras Hub layout plus our records): config.json, metadata.json, model.weights.h5,
-README.md (the card), labels.json, task.json, metrics.json, validation.csv and the plots.
+README.md (the card), labels.json, task.json, metrics.json, test.csv and validation.csv (each
+held-out image with its probability), ood.npz (the guard), the plots, and for survey models
+tiles.tflite (the LiteRT tile model).
 `keras.saving.load_model(folder)` and `keras.saving.load_model("hf://org/name")` both read it.
 """
 
@@ -15,8 +17,10 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # Keras (and TensorFlow) load only where a model does: pushing a folder needs neither
+    import keras
 
 HUB_ID = re.compile(r"^(?:hf://)?(?P<repo_id>[\w.-]+/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
 
@@ -27,7 +31,7 @@ class ModelSourceError(RuntimeError):
 
 @dataclass
 class ModelRepo:
-    model: keras.Model
+    model: "keras.Model"
     labels: list[str]
     task: dict
     metrics: dict
@@ -61,7 +65,9 @@ def atomic_directory(destination: Path):
         shutil.rmtree(previous, ignore_errors=True)
 
 
-def save_model(model: keras.Model, folder: Path) -> None:
+def save_model(model: "keras.Model", folder: Path) -> None:
+    import keras
+
     keras.saving.save_model(model, str(folder), zipped=False)
 
 
@@ -118,6 +124,8 @@ def fetch(source: str) -> tuple[Path, str]:
 
 def load(source: str) -> ModelRepo:
     """Loads a model repo; `safe_mode` refuses models that would run code (Lambda layers)."""
+    import keras
+
     path, description = fetch(source)
     for name in ("config.json", "model.weights.h5", "labels.json"):
         if not (path / name).is_file():
@@ -202,5 +210,5 @@ def commit_message(record: dict) -> str:
     auc = "" if metrics.get("roc_auc") is None else f", ROC AUC {metrics['roc_auc']:.5f}"
     return (
         f"Upload {task['title'].lower()} model: {task['backbone_display']} {task['image_size']}px, "
-        f"validation accuracy {metrics['accuracy']:.4f}{auc}"
+        f"test accuracy {metrics['accuracy']:.4f}{auc}"
     )

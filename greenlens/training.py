@@ -16,28 +16,18 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from .backbones import build_backbone, build_classifier, get_backbone
-from .inference import predict_images
+from .backbones import build_backbone, build_classifier, get_backbone, parts
+from .batching import predict_images
+from .tasks import Recipe
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    backbone: str
-    image_size: int
-    weights: str | None = "imagenet"
-    alpha: float = 1.0
-    # Last frozen layer; None: the backbone's default (its top blocks are fine-tuned).
-    fine_tune_after: str | None = None
+    """A run: the task's recipe (what to train) and what varies between runs of it."""
+
+    recipe: Recipe
     augmentation: str = "flips"
-    # Augmented views cached per training image (the first is the image itself).
-    views: int = 2
-    head_epochs: int = 30
-    head_learning_rate: float = 1e-3
-    fine_tune_epochs: int = 8
-    fine_tune_learning_rate: float = 3e-4
-    batch_size: int = 64
-    patience: int = 3
-    dropout: float = 0.2
+    weights: str | None = "imagenet"
     seed: int = 0
 
 
@@ -51,53 +41,48 @@ class TrainResult:
 def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels, val_images, val_labels) -> TrainResult:
     """Builds the classifier and trains it in two stages; returns it with curves and timings."""
     keras.utils.set_random_seed(config.seed)
-    spec = get_backbone(config.backbone)
+    recipe = config.recipe
+    spec = get_backbone(recipe.backbone)
     timings = {}
 
     started = time.perf_counter()
-    backbone = build_backbone(spec, config.weights, config.alpha)
-    model, head = build_classifier(backbone, spec, config.image_size, num_classes, config.dropout)
-    stem, top = split_backbone(model, backbone, fine_tune_cut(config))
+    backbone = build_backbone(spec, config.weights, recipe.alpha)
+    model, head = build_classifier(backbone, spec, recipe.image_size, num_classes, recipe.dropout)
+    stem, top = split_backbone(model, recipe.fine_tune_after)
     timings["build"] = time.perf_counter() - started
 
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     train_views = np.stack([
-        cache_activations(stem, [augment(image, config.augmentation, rng, view) for image in train_images], f"Frozen layers, view {view + 1}/{config.views}")
-        for view in range(config.views)
+        cache_activations(stem, [augment(image, config.augmentation, rng, view) for image in train_images], f"Frozen layers, view {view + 1}/{recipe.views}")
+        for view in range(recipe.views)
     ])
     val_activations = cache_activations(stem, val_images, "Frozen layers, validation")
     timings["cache_activations"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    head_history = train_head(config, top, head, train_views, train_labels, val_activations, val_labels)
+    head_history = train_head(recipe, config.seed, top, head, train_views, train_labels, val_activations, val_labels)
     timings["stage1_head"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    fine_tune_history = train_top_blocks(config, top, head, train_views, train_labels, val_activations, val_labels)
+    fine_tune_history = train_top_blocks(recipe, config.seed, top, head, train_views, train_labels, val_activations, val_labels)
     timings["stage2_fine_tune"] = time.perf_counter() - started
 
     freeze(backbone)
     return TrainResult(model, {"stage1_head": head_history, "stage2_fine_tune": fine_tune_history}, timings)
 
 
-def fine_tune_cut(config: TrainConfig) -> str:
-    """The last frozen layer: the config's, else the backbone's default. The model repo records
-    this too, so it must be the one place that decides."""
-    return config.fine_tune_after or get_backbone(config.backbone).fine_tune_after
-
-
-def split_backbone(model: keras.Model, backbone: keras.Model, cut_layer: str) -> tuple[keras.Model, keras.Model]:
+def split_backbone(model: keras.Model, cut_layer: str) -> tuple[keras.Model, keras.Model]:
     """Splits the classifier at `cut_layer`: `stem` (raw image -> activations of the frozen
     blocks, preprocessing included) and `top` (those activations -> pooled features).
 
     Both share their layers, and so their weights, with `model`: training `top` trains the model.
     """
-    cut = backbone.get_layer(cut_layer).output
-    frozen_part = keras.Model(backbone.input, cut, name="frozen_blocks")
-    top = keras.Model(cut, backbone.output, name="top_blocks")
-    x = model.get_layer("backbone_scaling")(model.get_layer("resize")(model.input))
-    stem = keras.Model(model.input, frozen_part(x), name="stem")
+    p = parts(model)
+    cut = p.backbone.get_layer(cut_layer).output
+    frozen_part = keras.Model(p.backbone.input, cut, name="frozen_blocks")
+    top = keras.Model(cut, p.backbone.output, name="top_blocks")
+    stem = keras.Model(model.input, frozen_part(p.preprocess(model.input)), name="stem")
     return stem, top
 
 
@@ -136,7 +121,7 @@ def unfreeze_top_blocks(top: keras.Model) -> None:
             layer.trainable = False
 
 
-def train_head(config, top, head, train_views, train_labels, val_activations, val_labels) -> dict[str, list[float]]:
+def train_head(recipe: Recipe, seed: int, top, head, train_views, train_labels, val_activations, val_labels) -> dict[str, list[float]]:
     """Stage 1: a new head on frozen features, with a normal learning rate.
 
     The random head must be trained before the backbone is unfrozen, or its large early
@@ -148,26 +133,26 @@ def train_head(config, top, head, train_views, train_labels, val_activations, va
     head_model = keras.Sequential([keras.Input(shape=features.shape[2:]), *head], name="head")
     return _fit(
         head_model,
-        ViewSampler(features, train_labels, config.batch_size, config.seed),
+        ViewSampler(features, train_labels, recipe.batch_size, seed),
         (val_features, val_labels),
-        config.head_learning_rate,
-        config.head_epochs,
-        config.patience,
+        recipe.head_learning_rate,
+        recipe.head_epochs,
+        recipe.patience,
     )
 
 
-def train_top_blocks(config, top, head, train_views, train_labels, val_activations, val_labels) -> dict[str, list[float]]:
+def train_top_blocks(recipe: Recipe, seed: int, top, head, train_views, train_labels, val_activations, val_labels) -> dict[str, list[float]]:
     """Stage 2: unfreeze the top blocks and train them with the head at a low learning rate,
     so the pretrained filters adapt to the task instead of being overwritten."""
     unfreeze_top_blocks(top)
     model = keras.Sequential([keras.Input(shape=train_views.shape[2:]), top, *head], name="fine_tune")
     return _fit(
         model,
-        ViewSampler(train_views, train_labels, config.batch_size, config.seed + 1),
+        ViewSampler(train_views, train_labels, recipe.batch_size, seed + 1),
         (val_activations, val_labels),
-        config.fine_tune_learning_rate,
-        config.fine_tune_epochs,
-        config.patience,
+        recipe.fine_tune_learning_rate,
+        recipe.fine_tune_epochs,
+        recipe.patience,
     )
 
 

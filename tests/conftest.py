@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +24,18 @@ MOBILENET_WEIGHTS = KERAS_HOME / "models" / "mobilenet_v2_weights_tf_dim_orderin
 
 
 @pytest.fixture(scope="session")
-def app_url():
-    """One `python app.py` on the bundled models, shared by every test that talks to it over HTTP."""
+def app():
+    """One `python app.py` on the bundled models, shared by every test that talks to it over HTTP:
+    (url, process)."""
     from .apprunner import running_app
 
-    with running_app() as (url, _):
-        yield url
+    with running_app() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def app_url(app):
+    return app[0]
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +65,14 @@ def imagenet_weights() -> str:
     if not MOBILENET_WEIGHTS.is_file():
         pytest.skip(f"MobileNetV2 ImageNet weights not in the Keras cache ({MOBILENET_WEIGHTS}); run `make keras-cache`")
     return "imagenet"
+
+
+@cache
+def decompression_bomb() -> bytes:
+    """A 30,000 x 30,000 PNG of a few kilobytes, encoded once for every test that sends it."""
+    buffer = io.BytesIO()
+    Image.new("1", (30_000, 30_000)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def make_image(path: Path, color, size=(32, 32), noise_seed: int = 0) -> Path:

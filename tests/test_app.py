@@ -96,10 +96,12 @@ def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
         for path, _ in files:
             zipped.write(path, f"leaves/{path.name}")
         zipped.writestr("leaves/broken.jpg", b"not an image")
-    table, csv_path = client.predict([handle_file(str(archive))], api_name="/batch_leaf")
+    table, csv_path, skipped = client.predict([handle_file(str(archive))], api_name="/batch_leaf")
     rows = list(csv.DictReader(open(csv_path)))
     assert {r["file"]: r["label"] for r in rows} == {f"leaves/{p.name}": label for p, label in files}
     assert len(table["data"]) == len(files)
+    assert [entry["file"] for entry in skipped] == ["leaves/broken.jpg"]
+    assert "not an image this app can read" in skipped[0]["error"]
 
 
 @pytest.mark.parametrize("task", ["leaf", "cactus"])

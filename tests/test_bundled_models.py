@@ -15,6 +15,7 @@ from greenlens.tasks import TASKS
 
 from .conftest import ROOT
 
+# On the held-out test split; the quality the models had before there was one (validation 1.0000 and 0.9960).
 TARGETS = {"leaf": {"accuracy": 0.995}, "cactus": {"accuracy": 0.995, "roc_auc": 0.9995}}
 
 
@@ -23,13 +24,20 @@ def bundled(request):
     return request.param, repository.load(str(ROOT / "models" / request.param))
 
 
-def test_bundled_model_matches_its_task(bundled):
+def test_bundled_model_is_its_tasks_default_recipe(bundled):
+    """`python train.py TASK` trains exactly the bundled model: same recipe, no flags."""
+    from dataclasses import asdict
+
     name, repo = bundled
     task = TASKS[name]
     assert repo.labels == task.labels
+    assert repo.metrics["recipe_name"] == task.default_recipe
+    assert repo.metrics["recipe"] == asdict(task.recipe())
+    recipe = task.recipe()
+    assert (repo.task["backbone"], repo.task["image_size"], repo.task["alpha"], repo.task["fine_tune_after"]) == (
+        recipe.backbone, recipe.image_size, recipe.alpha, recipe.fine_tune_after)
+    assert repo.metrics["command"].split(" --ood-data")[0] == f"python train.py {name} --out models/{name}"
     assert repo.task["backbone"] == "mobilenet_v2"  # the weights we have; the card says so for leaf
-    if repo.task["backbone"] == task.backbone:  # then `train.py` defaults to the bundled model's size and width
-        assert (repo.task["image_size"], repo.task["alpha"]) == (task.image_size, task.alpha)
     card = ModelCard.load(repo.path / "README.md")
     assert card.data.library_name == "keras"
     assert "MobileNetV2" in card.text
@@ -37,13 +45,32 @@ def test_bundled_model_matches_its_task(bundled):
         assert "InceptionV3" in card.text
 
 
-def test_recorded_metrics_meet_targets(bundled):
+def test_recorded_test_metrics_meet_targets(bundled):
     name, repo = bundled
-    metrics = json.loads((repo.path / "metrics.json").read_text())["metrics"]
+    record = json.loads((repo.path / "metrics.json").read_text())
+    metrics = record["metrics"]
     for metric, target in TARGETS[name].items():
         assert metrics[metric] >= target, (name, metric, metrics[metric])
     if name == "leaf":
         assert all(result["accuracy"] >= 0.995 for result in metrics["per_source"].values())
+    # The headline is the test split's, and test.csv lists exactly those images with their probabilities.
+    rows = (repo.path / "test.csv").read_text().splitlines()[1:]
+    assert metrics["count"] == record["counts"]["test"] == len(rows)
+    positive = [float(row.rsplit(",", 1)[1]) >= 0.5 for row in rows]
+    truth = [row.split(",")[1] == repo.task["positive_label"] for row in rows]
+    assert metrics["errors"] == sum(p != t for p, t in zip(positive, truth))
+    validation = {row.split(",")[0] for row in (repo.path / "validation.csv").read_text().splitlines()[1:]}
+    assert not validation & {row.split(",")[0] for row in rows}
+
+
+def test_committed_files_name_no_machine_paths(bundled):
+    import re
+
+    _, repo = bundled
+    absolute = re.compile(r"(?<![\w.$])/(?:work|home|tmp|root|Users|mnt|var|opt|srv)/")
+    for path in repo.path.iterdir():
+        if path.suffix in (".json", ".md", ".csv"):
+            assert not absolute.search(path.read_text()), path
 
 
 def test_bundled_model_classifies_the_examples(bundled):
@@ -66,17 +93,21 @@ def test_bundled_model_takes_raw_images_of_any_size(bundled):
 
 
 def test_recorded_guard_rates_meet_targets(bundled):
+    """Measured on images that set no threshold: the held-out test split, and images of other kinds.
+    The thresholds let 0.5% of validation images through by construction; on held-out images the rate
+    is higher and noisier (the leaf test split is ~10 photos of each of 28 leaves). A demo that refuses
+    more than 3% of real images would fail its users."""
     name, repo = bundled
     guard = json.loads((repo.path / "metrics.json").read_text())["ood"]
-    assert guard["validation_flagged"] <= 0.01
+    assert guard["test_flagged"] <= 0.03
     assert guard["out_of_distribution_flagged_overall"] >= 0.95
     assert any(key.startswith("other images") for key in guard["out_of_distribution_flagged"])  # the other task's images
     assert "Out-of-distribution guard" in (repo.path / "README.md").read_text()
 
 
 def test_guard_flags_made_up_images_and_passes_real_ones(bundled):
+    from greenlens.guard_fitting import synthetic_images
     from greenlens.inference import Classifier
-    from greenlens.ood import synthetic_images
 
     name, repo = bundled
     classifier = Classifier(repo)

@@ -59,26 +59,35 @@ def test_csv_with_wrong_columns(generated_cactus_dir):
 
 def test_split_is_seeded_stratified_and_grouped(generated_leaf_dir):
     examples = data.find_examples(LEAF, [generated_leaf_dir / "color"])
-    train, validation = data.split(examples, 0.34, seed=3)
-    again = data.split(examples, 0.34, seed=3)
-    assert np.array_equal(train, again[0]) and np.array_equal(validation, again[1])
-    assert not {examples.groups[i] for i in train} & {examples.groups[i] for i in validation}
-    assert set(examples.labels[validation]) == {0, 1}
+    split = data.split(examples, 0.34, 0.34, seed=3)
+    again = data.split(examples, 0.34, 0.34, seed=3)
+    parts = (split.train, split.validation, split.test)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, (again.train, again.validation, again.test)))
+    assert sorted(np.concatenate(parts)) == list(range(len(examples)))  # every image in exactly one split
+    leaves = [{examples.groups[i] for i in part} for part in parts]
+    assert not (leaves[0] & leaves[1] or leaves[0] & leaves[2] or leaves[1] & leaves[2])
+    assert all(set(examples.labels[part]) == {0, 1} for part in parts)
+    with pytest.raises(ValueError, match="leave images to train on"):
+        data.split(examples, 0.5, 0.5)
 
 
 def test_real_leaf_split_never_shares_a_leaf(leaf_dir):
     examples = data.find_examples(LEAF, [leaf_dir / "color", leaf_dir / "segmented"])
     assert len(examples) == 2 * 1362
     assert all(not group.startswith("Strawberry") for group in examples.groups)  # every photo found in leaf_groups.csv
-    train, validation = data.split(examples, 0.2, seed=0)
-    train_leaves = {examples.groups[i] for i in train}
-    validation_leaves = {examples.groups[i] for i in validation}
-    assert not train_leaves & validation_leaves
-    assert 0.15 < len(validation) / len(examples) < 0.25
-    # The colour and segmented versions of one photo stay on one side.
-    validation_names = {examples.files[i].name.replace("_final_masked.jpg", "") for i in validation}
-    train_names = {examples.files[i].name.replace("_final_masked.jpg", "") for i in train}
-    assert not {n.rsplit(".", 1)[0] for n in validation_names} & {n.rsplit(".", 1)[0] for n in train_names}
+    split = data.split(examples, seed=0)
+    parts = {"train": split.train, "validation": split.validation, "test": split.test}
+    leaves = {name: {examples.groups[i] for i in part} for name, part in parts.items()}
+    assert not leaves["train"] & leaves["validation"] and not leaves["train"] & leaves["test"]
+    assert not leaves["validation"] & leaves["test"]
+    for name in ("validation", "test"):
+        assert 0.11 < len(parts[name]) / len(examples) < 0.19
+        share = examples.labels[parts[name]].mean()
+        assert abs(share - examples.labels.mean()) < 0.05  # stratified
+    # The colour and segmented versions of one photo stay in one split.
+    stems = {name: {examples.files[i].name.replace("_final_masked.jpg", "").rsplit(".", 1)[0] for i in part}
+             for name, part in parts.items()}
+    assert not stems["train"] & stems["test"] and not stems["validation"] & stems["test"]
 
 
 def test_real_cactus_layout(cactus_dir):

@@ -86,7 +86,15 @@ def test_push_uploads_the_whole_folder_and_prints_the_snippet(hub, pushed):
     card = hub.store.blob(REPO, remote["README.md"]).decode()
     assert f'keras.saving.load_model("hf://{REPO}")' in card
     message = json.loads((hub.store.repo(REPO) / "commits" / f"{pushed['commit']}.json").read_text())["message"]
-    assert message.startswith("Upload aerial cactus model: MobileNetV2 32px, validation accuracy")
+    assert message.startswith("Upload aerial cactus model: MobileNetV2 32px, test accuracy")
+
+
+def test_pushing_a_folder_does_not_load_tensorflow(pushed, hf_env):
+    from .test_commands import PROBE
+
+    result, output = run(["-c", PROBE, "push", str(pushed["out"]), REPO], hf_env)
+    assert "EXIT 0" in output and "Pushed" in output, output
+    assert "IMPORTED []" in output
 
 
 def test_token_is_never_printed_or_uploaded(hub, pushed):

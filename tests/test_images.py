@@ -10,6 +10,8 @@ from PIL import Image
 
 from greenlens.images import ImageError, decode_image
 
+from .conftest import decompression_bomb
+
 
 def png_bytes(image: Image.Image, **kwargs) -> bytes:
     buffer = io.BytesIO()
@@ -63,7 +65,7 @@ def test_bad_files_give_plain_messages(tmp_path):
 
 
 def test_decompression_bomb_is_refused_before_decoding():
-    bomb = png_bytes(Image.new("1", (30_000, 30_000)), optimize=True)
+    bomb = decompression_bomb()
     assert len(bomb) < 200_000
     with pytest.raises(ImageError, match="30000 x 30000 pixels, over the limit"):
         decode_image(bomb)

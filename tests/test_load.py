@@ -1,4 +1,5 @@
-"""The load test of benchmarks/, run as a test: its pass/fail (zero errors, bounded memory) is behaviour."""
+"""The load test of benchmarks/, run as a test against the session's app: its pass/fail (zero
+errors, bounded memory growth of the app's process) is behaviour."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from greenlens.examples import example_files
 from .conftest import ROOT
 
 
-def test_eight_clients_fifty_requests_each_without_errors_or_memory_growth(tmp_path):
+def test_eight_clients_fifty_requests_each_without_errors_or_memory_growth(app, tmp_path):
     if not (example_files("leaf") and example_files("cactus")):
         pytest.skip("example images not copied in (make examples with the data folder present)")
+    url, process = app
     run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "load_test.py"), "--clients", "8", "--requests", "50"],
+        [sys.executable, str(ROOT / "benchmarks" / "load_test.py"), "--clients", "8", "--requests", "50",
+         "--url", url, "--pid", str(process.pid)],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "BENCHMARK_RESULTS": str(tmp_path)},
     )
     assert run.returncode == 0, run.stdout + run.stderr

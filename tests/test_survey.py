@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from greenlens import repository, survey
+from greenlens import survey
 from greenlens.images import decode_image
+from greenlens.inference import Classifier
+from greenlens.litert import LiteRTModel
 
 from .conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def cactus_model():
-    return repository.load(str(ROOT / "models" / "cactus"))
+def cactus():
+    return Classifier.load(str(ROOT / "models" / "cactus"))
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +47,10 @@ def test_cut_tiles_positions_and_strides():
         survey.cut_tiles(np.zeros((10, 20, 3), np.uint8))
 
 
-def test_survey_agrees_with_single_tile_classification(cactus_model, mosaic):
+def test_survey_agrees_with_single_tile_classification(cactus, mosaic):
     _, image, tiles, labels = mosaic
-    result = survey.survey(cactus_model.model, image, positive_index=0)
-    single = np.array([cactus_model.model.predict_on_batch(t[None].astype(np.float32))[0, 0] for t in tiles])
+    result = survey.survey(cactus.tile_classifier, image, cactus.labels, "cactus")
+    single = np.array([cactus.model.predict_on_batch(t[None].astype(np.float32))[0, 0] for t in tiles])
     np.testing.assert_allclose(result.probabilities, single, atol=1e-4)
     assert ((result.probabilities >= 0.5) == labels).mean() == ((single >= 0.5) == labels).mean() >= 0.95
     assert result.summary == {"tiles": 120, "cactus_tiles": int((single >= 0.5).sum()),
@@ -57,12 +59,11 @@ def test_survey_agrees_with_single_tile_classification(cactus_model, mosaic):
     assert shown.shape == image.shape and shown.dtype == np.uint8
 
 
-def test_surveys_run_on_the_compiled_tile_model_with_keras_numbers(cactus_model, mosaic):
+def test_surveys_run_on_the_repos_litert_tile_model_with_keras_numbers(cactus, mosaic):
     _, _, tiles, _ = mosaic
     many = np.concatenate([tiles] * 5).astype(np.float32)  # 600 tiles: nine full batches of 64 and a padded one
-    classify = survey.tile_classifier(cactus_model.model)
-    assert isinstance(classify, survey.LiteTileClassifier)
-    np.testing.assert_allclose(classify(many), cactus_model.model.predict(many, batch_size=256, verbose=0), atol=1e-4)
+    assert isinstance(cactus.tile_classifier, LiteRTModel)
+    np.testing.assert_allclose(cactus.tile_classifier(many), cactus.model.predict(many, batch_size=256, verbose=0), atol=1e-4)
 
 
 def test_survey_command_line(mosaic, tmp_path):

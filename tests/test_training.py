@@ -1,14 +1,17 @@
-"""The whole two-stage pipeline on small real data: it writes a model repo that reloads with
-identical predictions; InceptionV3 builds at 299 and trains; interrupted runs write nothing."""
+"""The whole two-stage pipeline on small real data: it writes a model repo whose reloaded model
+gives the probabilities recorded at training time; the splits are disjoint; InceptionV3 builds at
+299 and trains; stage 2 trains only the top blocks; interrupted runs write nothing."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -16,32 +19,37 @@ import pytest
 from huggingface_hub import ModelCard
 
 from greenlens import repository
-from greenlens.backbones import build_backbone, build_classifier, get_backbone
+from greenlens.backbones import build_backbone, build_classifier, get_backbone, parts
 from greenlens.images import decode_image
 from greenlens.pipeline import train_task
 from greenlens.tasks import CACTUS, LEAF
-from greenlens.training import TrainConfig, fine_tune, split_backbone
+from greenlens.training import TrainConfig, fine_tune, split_backbone, train_top_blocks
 
 from .conftest import ROOT
 
 REPO_FILES = {
-    "config.json", "metadata.json", "model.weights.h5", "README.md", "labels.json", "task.json",
-    "metrics.json", "validation.csv", "training_curves.png", "confusion_matrix.png", "roc_curve.png", "ood.npz",
+    "config.json", "metadata.json", "model.weights.h5", "README.md", "labels.json", "task.json", "metrics.json",
+    "validation.csv", "test.csv", "training_curves.png", "confusion_matrix.png", "roc_curve.png", "ood.npz",
 }
 
 
-def small_config(**overrides) -> TrainConfig:
-    values = dict(backbone="mobilenet_v2", image_size=64, views=2, head_epochs=3, fine_tune_epochs=2, batch_size=16)
-    values.update(overrides)
-    return TrainConfig(**values)
+def small_config(task, weights, **overrides) -> TrainConfig:
+    """The task's own recipe, shrunk to run in seconds."""
+    small = dict(image_size=64, views=2, head_epochs=3, fine_tune_epochs=2, batch_size=16)
+    return TrainConfig(replace(task.recipe(), **{**small, **overrides}), task.augmentation, weights)
 
 
-def assert_reloads_identically(folder, images):
-    trained = keras.saving.load_model(str(folder), compile=False, safe_mode=True)
-    again = repository.load(str(folder)).model
-    batch = np.stack(images).astype(np.float32)
-    np.testing.assert_allclose(trained.predict_on_batch(batch), again.predict_on_batch(batch), rtol=1e-6, atol=1e-7)
-    return trained.predict_on_batch(batch)
+def assert_reloaded_model_gives_the_recorded_probabilities(folder, data_root, split="test", rows=6):
+    """The probabilities in test.csv were computed by the trained model in memory, before it was
+    saved; the model Keras loads from the folder must give them again."""
+    with open(folder / f"{split}.csv", newline="") as handle:
+        recorded = list(csv.DictReader(handle))[:rows]
+    column = next(c for c in recorded[0] if c.startswith("p_"))
+    images = [decode_image(data_root / row["file"]) for row in recorded]
+    model = keras.saving.load_model(str(folder), compile=False, safe_mode=True)
+    positive = json.loads((folder / "labels.json").read_text()).index(json.loads((folder / "task.json").read_text())["positive_label"])
+    probabilities = np.concatenate([model.predict_on_batch(image[None].astype(np.float32)) for image in images])
+    np.testing.assert_allclose(probabilities[:, positive], [float(row[column]) for row in recorded], atol=2e-5)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +58,8 @@ def leaf_run(tmp_path_factory, request):
     weights = request.getfixturevalue("imagenet_weights")
     out = tmp_path_factory.mktemp("repo") / "leaf"
     record = train_task(
-        LEAF, [leaf_dir / "color", leaf_dir / "segmented"], out, small_config(weights=weights, augmentation="flips"),
-        repo_id="test/leaf", command="pytest", limit=60, log=lambda *_: None,
+        LEAF, [leaf_dir / "color", leaf_dir / "segmented"], out, small_config(LEAF, weights),
+        repo_id="test/leaf", command="pytest", recipe_name="mobilenet_v2", limit=80, log=lambda *_: None,
     )
     return out, record
 
@@ -59,32 +67,41 @@ def leaf_run(tmp_path_factory, request):
 def test_leaf_pipeline_writes_a_complete_repo(leaf_run):
     out, record = leaf_run
     assert REPO_FILES <= {p.name for p in out.iterdir()}
+    assert "tiles.tflite" not in {p.name for p in out.iterdir()}  # leaves are not surveyed
     assert json.loads((out / "labels.json").read_text()) == ["healthy", "leaf scorch"]
     task = json.loads((out / "task.json").read_text())
-    assert task["backbone"] == "mobilenet_v2" and task["image_size"] == 64
+    assert (task["backbone"], task["image_size"], task["alpha"]) == ("mobilenet_v2", 64, 0.5)
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["history"]) == {"stage1_head", "stage2_fine_tune"}
     assert metrics["history"]["stage2_fine_tune"]["val_accuracy"]
-    assert metrics["metrics"]["count"] == record["counts"]["validation"] == len((out / "validation.csv").read_text().splitlines()) - 1
-    assert set(metrics["metrics"]["per_source"]) == {"color", "segmented"}
+    for split, key in (("test", "metrics"), ("validation", "validation_metrics")):
+        listed = (out / f"{split}.csv").read_text().splitlines()[1:]
+        assert metrics[key]["count"] == record["counts"][split] == len(listed) > 0
+        assert set(metrics[key]["per_source"]) == {"color", "segmented"}
+    assert sum(record["counts"][s] for s in ("train", "validation", "test")) == record["counts"]["total"] == 80
     guard = metrics["ood"]
-    # Each of the 4 feature groups' thresholds is a high validation quantile: with 12 validation
-    # images at most one image per group lies above it. (Real rates: test_bundled_models.)
     assert len(guard["thresholds"]) == 4 and all(t > 0 for t in guard["thresholds"])
-    assert guard["validation_flagged"] * metrics["metrics"]["count"] <= 4
     assert set(guard["out_of_distribution_flagged"]) >= {"synthetic noise", "synthetic solid", "synthetic gradient", "synthetic scene"}
     # Even 50 training images and a few epochs beat chance by far on this easy task.
     assert metrics["metrics"]["accuracy"] >= 0.75
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
-def test_leaf_repo_reloads_with_identical_predictions(leaf_run, leaf_dir):
+def test_splits_are_disjoint_and_grouped_by_leaf(leaf_run, leaf_dir):
+    from greenlens.data import _read_groups
+
     out, _ = leaf_run
-    rows = (out / "validation.csv").read_text().splitlines()[1:6]
-    images = [decode_image(leaf_dir / row.split(",")[0]) for row in rows]
-    probabilities = assert_reloads_identically(out, images)
-    recorded = [float(row.rsplit(",", 1)[1]) for row in rows]
-    np.testing.assert_allclose(probabilities[:, 1], recorded, atol=1e-5)  # validation.csv has the same numbers
+    leaf_of = _read_groups(leaf_dir / "leaf_groups.csv")
+    files = {split: [row.split(",")[0] for row in (out / f"{split}.csv").read_text().splitlines()[1:]] for split in ("test", "validation")}
+    assert not set(files["test"]) & set(files["validation"])
+    leaves = {split: {leaf_of[name.rsplit("/", 1)[1]] for name in names} for split, names in files.items()}
+    assert not leaves["test"] & leaves["validation"]
+
+
+def test_leaf_repo_reloads_with_the_recorded_probabilities(leaf_run, leaf_dir):
+    out, _ = leaf_run
+    assert_reloaded_model_gives_the_recorded_probabilities(out, leaf_dir, "test")
+    assert_reloaded_model_gives_the_recorded_probabilities(out, leaf_dir, "validation")
 
 
 def test_card_has_hub_metadata_and_real_numbers(leaf_run):
@@ -95,70 +112,85 @@ def test_card_has_hub_metadata_and_real_numbers(leaf_run):
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert results["accuracy"] == pytest.approx(record["metrics"]["accuracy"], abs=1e-6)
     assert results["roc_auc"] == pytest.approx(record["metrics"]["roc_auc"], abs=1e-6)
-    assert "MobileNetV2" in card.text and "InceptionV3" in card.text  # the real backbone, and the default named
+    assert "MobileNetV2" in card.text and "InceptionV3" in card.text  # the real backbone, and the original named
+    assert "--recipe inception_v3" in card.text
     assert 'keras.saving.load_model("hf://test/leaf")' in card.text
+    assert f"**{record['metrics']['accuracy']:.4f}** ({record['metrics']['errors']} errors of {record['counts']['test']} held-out" in card.text
 
 
 def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
     out = tmp_path / "cactus"
     record = train_task(
-        CACTUS, [cactus_dir], out, small_config(weights=imagenet_weights, augmentation="dihedral", image_size=64),
-        repo_id="test/cactus", command="pytest", limit=300, log=lambda *_: None,
+        CACTUS, [cactus_dir], out, small_config(CACTUS, imagenet_weights),
+        repo_id="test/cactus", command="pytest", recipe_name="mobilenet_v2", limit=300, log=lambda *_: None,
     )
-    assert record["counts"]["total"] == 300 and record["counts"]["validation"] == 60
+    assert record["counts"]["total"] == 300
+    assert abs(record["counts"]["test"] - 45) <= 3 and abs(record["counts"]["validation"] - 45) <= 3
     assert record["metrics"]["accuracy"] >= 0.8
-    assert record["backbone_note"] == ""  # mobilenet_v2 is the cactus default: nothing to explain
-    rows = (out / "validation.csv").read_text().splitlines()[1:4]
-    assert_reloads_identically(out, [decode_image(cactus_dir / "train" / row.split(",")[0].rsplit("/", 1)[1]) for row in rows])
+    assert record["backbone_note"] == ""  # the cactus task has no other original recipe to explain
+    assert_reloaded_model_gives_the_recorded_probabilities(out, cactus_dir.parent)  # rows name aerial-cactus/train/<id>
+    # The survey's tile model ships in the repo and gives Keras' numbers for 32 x 32 tiles.
+    from greenlens.litert import LiteRTModel
+
+    tiles = np.stack([decode_image(p) for p in sorted((cactus_dir / "train").iterdir())[:70]]).astype(np.float32)
+    keras_model = keras.saving.load_model(str(out), compile=False)
+    np.testing.assert_allclose(LiteRTModel(out / "tiles.tflite")(tiles), keras_model.predict_on_batch(tiles), atol=1e-4)
 
 
 def test_pipeline_runs_anywhere_on_generated_images(generated_cactus_dir, tmp_path):
     """No real data and no ImageNet weights needed: random initialisation on generated tiles
-    (with a half-width backbone cut lower than its default: the repo records both)."""
+    (with the recipe's fine-tuning cut moved: the repo records the one used)."""
     out = tmp_path / "model"
     record = train_task(
-        CACTUS, [generated_cactus_dir], out,
-        small_config(weights=None, image_size=32, alpha=0.5, fine_tune_after="block_9_add"),
-        repo_id="test/generated", command="pytest", log=lambda *_: None,
+        CACTUS, [generated_cactus_dir], out, small_config(CACTUS, None, image_size=32, fine_tune_after="block_12_add"),
+        repo_id="test/generated", command="pytest", recipe_name="mobilenet_v2", log=lambda *_: None,
     )
-    assert REPO_FILES <= {p.name for p in out.iterdir()}
-    assert record["weights_description"].startswith("none")
+    assert REPO_FILES | {"tiles.tflite"} <= {p.name for p in out.iterdir()}
+    assert record["weights_description"].startswith("none") and record["run"]["weights"] == "none"
     task = json.loads((out / "task.json").read_text())
-    assert (task["alpha"], task["fine_tune_after"]) == (0.5, "block_9_add")
-    assert "after `block_9_add`" in (out / "README.md").read_text()
-    files = sorted((generated_cactus_dir / "train").iterdir())[:4]
-    assert_reloads_identically(out, [decode_image(f) for f in files])
+    assert (task["alpha"], task["fine_tune_after"], task["survey_tile"]) == (0.5, "block_12_add", 32)
+    assert "after `block_12_add`" in (out / "README.md").read_text()
+    assert_reloaded_model_gives_the_recorded_probabilities(out, generated_cactus_dir.parent, rows=4)
 
 
-def test_inception_v3_builds_at_299_and_trains_a_step():
-    spec = get_backbone("inception_v3")
-    assert spec.default_size == 299
+def test_inception_v3_recipe_builds_at_299_and_trains_a_step():
+    recipe = LEAF.recipe("inception_v3")
+    assert (recipe.backbone, recipe.image_size) == ("inception_v3", 299)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (120, 150, 3), dtype=np.uint8) for _ in range(4)]
     labels = np.array([0, 1, 0, 1])
-    config = TrainConfig(backbone="inception_v3", image_size=299, weights=None, views=1, head_epochs=1, fine_tune_epochs=1, batch_size=4)
+    config = TrainConfig(replace(recipe, views=1, head_epochs=1, fine_tune_epochs=1, batch_size=4), weights=None)
     result = fine_tune(config, 2, images, labels, images, labels)
     model = result.model
-    assert model.get_layer("resize").get_config()["height"] == 299
+    assert parts(model).resize.height == 299
     assert len(result.history["stage2_fine_tune"]["loss"]) == 1
     out = model.predict_on_batch(np.stack(images).astype(np.float32))
     assert out.shape == (4, 2) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
 
 
-def test_stage_two_trains_only_top_blocks_with_batchnorm_frozen():
-    spec = get_backbone("mobilenet_v2")
-    backbone = build_backbone(spec, weights=None)
-    model, _ = build_classifier(backbone, spec, 64, 2)
-    stem, top = split_backbone(model, backbone, spec.fine_tune_after)
-    from greenlens.training import unfreeze_top_blocks
-
-    before = {w.path: w.numpy().copy() for w in backbone.weights}
-    unfreeze_top_blocks(top)
-    trainable = {w.path for w in top.trainable_weights}
-    assert trainable and all("block_13" in p or "block_14" in p or "block_15" in p or "block_16" in p or "Conv_1/" in p for p in trainable)
-    assert not any("bn" in p.lower() or "BN" in p for p in trainable)
-    assert stem.predict_on_batch(np.zeros((1, 64, 64, 3))).shape == (1, 4, 4, 96)
-    assert all(np.array_equal(before[w.path], w.numpy()) for w in backbone.weights)
+def test_stage_two_trains_only_top_blocks_with_batchnorm_frozen(imagenet_weights, cactus_dir):
+    """A real stage-2 run on real tiles from ImageNet weights (random weights give dead units and
+    zero gradients): every weight of the top blocks but BatchNorm's changes; every weight below
+    the cut, and every BatchNorm statistic, stays exactly as it was."""
+    recipe = replace(CACTUS.recipe(), image_size=64, fine_tune_after="block_12_add", fine_tune_epochs=2, batch_size=8)
+    spec = get_backbone(recipe.backbone)
+    backbone = build_backbone(spec, weights=imagenet_weights, alpha=recipe.alpha)
+    model, head = build_classifier(backbone, spec, recipe.image_size, 2)
+    stem, top = split_backbone(model, recipe.fine_tune_after)
+    files = sorted((cactus_dir / "train").iterdir())[:16]
+    images = np.stack([decode_image(f) for f in files]).astype(np.float32)
+    labels = np.arange(16) % 2
+    activations = stem.predict_on_batch(images)
+    assert activations.shape == (16, 4, 4, 48)  # block_12 of a half-width MobileNetV2 at 64 px
+    before = {w.path: w.numpy().copy() for w in model.weights}
+    train_top_blocks(recipe, 0, top, head, activations[None], labels, activations, labels)
+    changed = {w.path for w in model.weights if not np.array_equal(before[w.path], w.numpy())}
+    top_blocks = ("block_13", "block_14", "block_15", "block_16", "Conv_1/", "probabilities")
+    batchnorm = ("bn", "BN", "moving_mean", "moving_variance")
+    assert changed and all(any(b in p for b in top_blocks) for p in changed)
+    assert not any(any(b in p for b in batchnorm) for p in changed)
+    trainable_top = {w.path for w in top.weights if not any(b in w.path for b in batchnorm)}
+    assert trainable_top <= changed  # every trainable weight of the top blocks moved
 
 
 def test_atomic_directory_keeps_the_old_folder_on_failure(tmp_path):
@@ -184,8 +216,8 @@ def test_signal_during_training_leaves_existing_model_untouched(generated_leaf_d
     (out / "config.json").write_text("{}")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), "leaf", "--data", str(generated_leaf_dir / "color"), "--out", str(out),
-         "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32", "--head-epochs", "500",
-         "--fine-tune-epochs", "500", "--validation-fraction", "0.34"],
+         "--weights", "none", "--image-size", "32", "--head-epochs", "500",
+         "--fine-tune-epochs", "500", "--validation-fraction", "0.34", "--test-fraction", "0.34"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.time() + 120
