@@ -7,8 +7,10 @@ Models come from LEAF_MODEL / CACTUS_MODEL (a model folder, or a Hub repo id `or
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -18,15 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gradio as gr  # noqa: E402
 from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
-from PIL import UnidentifiedImageError  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 from greenlens import survey as surveying  # noqa: E402
 from greenlens.batch import classify_to_csv  # noqa: E402
 from greenlens.examples import example_files  # noqa: E402
-from greenlens.images import ImageError, decode_image  # noqa: E402
+from greenlens.images import MAX_PIXELS, SERVING_SIDE, ImageError, decode_image  # noqa: E402
 from greenlens.inference import Classifier  # noqa: E402
 from greenlens.repository import ModelSourceError  # noqa: E402
 from greenlens.tasks import TASKS  # noqa: E402
+from greenlens.tiles import TileClassifier  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MODEL_VARIABLES = {task: f"{task.upper()}_MODEL" for task in TASKS}
@@ -48,6 +51,8 @@ class CheckedImage(gr.Image):
     def preprocess(self, payload):
         try:
             return super().preprocess(payload)
+        except Image.DecompressionBombError:
+            raise gr.Error(f"The image is over the limit of {MAX_PIXELS:,} pixels; scale it down first.") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             raise gr.Error("That file is not an image this app can read (JPEG, PNG, GIF, WebP, BMP, TIFF).") from None
 
@@ -90,7 +95,7 @@ def output_file(name: str) -> Path:
 def read_upload(path: str | None):
     """The uploaded image as RGB; what cannot be used becomes a message for the person or program."""
     try:
-        return decode_image(path)
+        return decode_image(path, max_side=SERVING_SIDE)
     except ImageError as error:
         raise gr.Error(str(error)) from None
 
@@ -191,39 +196,68 @@ def build_batch(task_name: str, classifier: Classifier) -> None:
 
 
 def survey_fn(classifier: Classifier):
-    def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5, progress=gr.Progress()):
+    """The survey endpoints' function: an uploaded GeoTIFF, PNG or JPEG -> overlay, summary, tiles CSV,
+    and every output file (GeoPackage, GeoJSON, probability GeoTIFF where the raster has a CRS)."""
+    tiles = TileClassifier(classifier.repo.path)
+
+    def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5,
+                   tile_size: float = surveying.TILE, progress=gr.Progress()):
         if path is None:
             raise gr.Error("No image was given.")
         out_dir = output_file("survey")
         try:
-            result = surveying.run_survey(
-                classifier, path, out_dir, int(stride), float(threshold),
+            result = surveying.survey_raster(
+                path, tiles, out_dir, int(stride), float(threshold), int(tile_size),
                 progress=lambda done, total: progress(done / total, desc=f"{done:,} of {total:,} tiles"),
             )
-        except (ImageError, surveying.SurveyError) as error:
+        except surveying.SurveyError as error:
             raise gr.Error(str(error)) from None
-        return str(out_dir / "overlay.png"), result.summary, str(out_dir / "tiles.csv")
+        summary = json.loads(result.files["summary"].read_text())
+        if summary["warning"]:
+            gr.Warning(summary["warning"])
+        return str(result.files["overlay"]), summary, str(result.files["tiles"]), [str(f) for f in result.files.values()]
 
     return run_survey
 
 
 def build_survey_tab(classifier: Classifier) -> None:
     tile = classifier.repo.task.get("survey_tile") or surveying.TILE
+    positive = classifier.positive_label
     gr.Markdown(
-        f"Upload an aerial image of any size (up to 8,000 x 8,000 pixels). It is cut into {tile} x {tile} tiles, the "
-        f"scale the model was trained on; every tile is classified and the {classifier.positive_label} tiles are highlighted."
+        f"Upload an aerial image or a drone orthomosaic: a GeoTIFF (any CRS, nodata or alpha outside the flown "
+        f"area, 8 or 16 bits), a PNG or a JPEG, up to {MAX_FILE_SIZE}. It is cut into tiles that are resampled to "
+        f"the {tile} x {tile} pixels the model was trained on; set the tile size to the number of your pixels that "
+        f"cover the ground of one training tile. Every tile is classified and the {positive} tiles are mapped: "
+        "with a CRS you get a GeoPackage, a GeoJSON and a probability GeoTIFF for QGIS or a web map."
     )
     with gr.Row():
         with gr.Column():
-            image = CheckedImage(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Aerial image")
-            stride = gr.Slider(8, 64, value=surveying.TILE, step=8, label="Stride (pixels between tiles)")
-            threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Cactus probability threshold")
+            upload = gr.File(label="Aerial image or orthomosaic (GeoTIFF, PNG, JPEG)",
+                             file_types=[".tif", ".tiff", ".png", ".jpg", ".jpeg"])
+            tile_size = gr.Slider(8, 256, value=tile, step=8, label="Tile size (source pixels per training tile)")
+            stride = gr.Slider(8, 256, value=tile, step=8, label="Stride (source pixels between tiles)")
+            threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label=f"{positive.capitalize()} probability threshold")
             button = gr.Button("Survey", variant="primary")
         with gr.Column():
-            overlay = gr.Image(label=f"{classifier.positive_label.capitalize()} tiles", type="filepath")
+            overlay = gr.Image(label=f"{positive.capitalize()} tiles (preview)", type="filepath", elem_id="survey-overlay")
             summary = gr.JSON(label="Summary")
-            tiles = gr.File(label="Tiles (x, y, probability)")
-    button.click(survey_fn(classifier), [image, stride, threshold], [overlay, summary, tiles], api_name="survey")
+            tiles_csv = gr.File(label="Tiles (x, y, probability)")
+            downloads = gr.File(label="All outputs", file_count="multiple", elem_id="survey-downloads")
+    run = survey_fn(classifier)
+    inputs = [upload, stride, threshold, tile_size]
+    button.click(run, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files",
+                 api_description="Aerial image or orthomosaic, stride, threshold, tile size in; the preview, the "
+                 "summary, the tiles CSV and every output file out.")
+    def survey(path: str | None, stride: float = tile, threshold: float = 0.5, tile_size: float = tile,
+               progress=gr.Progress()):
+        return run(path, stride, threshold, tile_size, progress)[:3]
+
+    # /survey keeps its three outputs for existing callers; its button is never shown.
+    gr.Button(visible=False).click(
+        survey, inputs, [overlay, summary, tiles_csv], api_name="survey",
+        api_description="Aerial image or orthomosaic, stride, threshold, tile size in; the preview, the summary "
+        "and the tiles CSV out.",
+    )
 
 
 def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
@@ -247,6 +281,13 @@ def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
     return demo
 
 
+def stop_on_sigterm(signum, frame):
+    """SIGTERM (how Spaces, Docker and process managers stop the app) ends it like Ctrl-C: Gradio
+    closes its server, and the atexit handlers remove our temporary files."""
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     demo = build_demo({task: load_classifier(task) for task in MODEL_VARIABLES})
     demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(HERE / "examples")])

@@ -2,7 +2,8 @@
 
     python predict.py models/leaf photos/ --out predictions.csv         # a folder, a zip or image files
     python predict.py models/cactus DATA/aerial-cactus/test --kaggle-submission --out submission.csv
-    python predict.py models/cactus aerial.jpg --survey --out survey/    # overlay.png, tiles.csv, summary.json
+    python predict.py models/cactus ortho.tif --survey --out survey/     # GeoTIFF, PNG or JPEG: map, counts, density
+    python predict.py models/cactus flights/*.tif --survey --out season/ --scheduler local:2   # one subfolder each
 
 MODEL is a model folder or a Hub repo id (org/name, hf://org/name, org/name@revision).
 """
@@ -21,14 +22,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="model folder or Hub repo id")
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files, folders or zip files")
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files, folders or zip files (rasters with --survey)")
     parser.add_argument("--out", type=Path, required=True, help="CSV file to write (a folder with --survey)")
     parser.add_argument("--kaggle-submission", action="store_true",
                         help="write the competition's submission format (id,has_cactus) like sample_submission.csv")
-    parser.add_argument("--survey", action="store_true", help="tile a large aerial image and map the positive tiles")
-    parser.add_argument("--stride", type=int, default=32, help="survey: pixels between tiles (default 32)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="survey: cactus probability that counts as a hit")
+    parser.add_argument("--survey", action="store_true",
+                        help="tile aerial images or orthomosaics and map the positive tiles (see greenlens.survey)")
+    parser.add_argument("--tile-size", type=int, default=32,
+                        help="survey: source pixels per tile, resampled to the model's 32 x 32 (default 32)")
+    parser.add_argument("--stride", type=int, help="survey: source pixels between tiles (default: the tile size)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="survey: probability that counts as a hit")
+    parser.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                        help="survey: spread the work over a Dask cluster (a scheduler's address, or N local workers)")
     args = parser.parse_args(argv)
+    if args.survey:
+        return survey(args)
 
     from greenlens.inference import Classifier
     from greenlens.repository import ModelSourceError
@@ -38,9 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.survey:
-        return survey(classifier, args)
-
     from greenlens.batch import classify_to_csv
 
     try:
@@ -56,27 +61,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result.names else 1
 
 
-def survey(classifier, args) -> int:
+def survey(args) -> int:
     from tqdm.auto import tqdm
 
-    from greenlens.images import ImageError
-    from greenlens.survey import SurveyError, run_survey
+    from greenlens.repository import ModelSourceError
+    from greenlens.survey import SurveyError, survey_rasters
 
-    if len(args.inputs) != 1:
-        print("error: --survey takes one image", file=sys.stderr)
-        return 2
     try:
-        with tqdm(desc="Surveying", unit="tile") as bar:
+        with tqdm(desc="Surveying", unit="tile", unit_scale=True) as bar:
             def progress(done, total):
                 bar.total = total
                 bar.update(done - bar.n)
 
-            result = run_survey(classifier, args.inputs[0], args.out, args.stride, args.threshold, progress=progress)
-    except (ImageError, SurveyError) as error:
+            results = survey_rasters(args.inputs, args.model, args.out, args.stride, args.threshold, args.tile_size,
+                                     args.scheduler, progress, subfolders=len(args.inputs) > 1)
+    except (SurveyError, ModelSourceError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(result.summary))
-    print(f"Wrote overlay.png, tiles.csv and summary.json to {args.out}")
+    for result in results:
+        summary = json.loads(result.files["summary"].read_text())
+        print(f"{result.name}: {json.dumps(summary)}")
+        if summary["warning"]:
+            print(f"warning: {result.name}: {summary['warning']}", file=sys.stderr)
+    where = args.out if len(results) == 1 else f"{args.out}/<raster>/ and {args.out / 'surveys.csv'}"
+    print(f"Wrote {', '.join(path.name for path in results[0].files.values())} to {where}")
     return 0
 
 

@@ -178,6 +178,7 @@ def publish(model_dir: Path, repo_id: str, private: bool, min_accuracy: float | 
 
 def export_runtimes(model_dir: Path) -> int:
     from greenlens import litert
+    from greenlens.backbones import get_backbone
     from greenlens.repository import ModelSourceError, load
 
     try:
@@ -189,7 +190,8 @@ def export_runtimes(model_dir: Path) -> int:
     if not tile:
         print(f"{model_dir}: not a survey model (task.json has no survey_tile); nothing to export")
         return 0
-    print(f"Wrote {litert.write_tile_model(repo.model, Path(model_dir), tile)}")
+    layers = list(get_backbone(repo.task["backbone"]).guard_layers)
+    print(f"Wrote {litert.write_tile_model(repo.model, Path(model_dir), tile, layers)}")
     return 0
 
 

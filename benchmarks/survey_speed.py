@@ -1,47 +1,138 @@
-"""Aerial survey speed: tiles/s of a whole survey of a 2,000 x 2,000 image vs bare Keras
-model.predict on the same tiles, and vs the repo's LiteRT tile model alone
-(targets: the survey within about 2x of bare predict; >= 500 tiles/s).
+"""Orthomosaic survey speed and memory, end to end through the command line (reading, classifying,
+writing every output), each run a fresh process whose peak memory is measured:
 
-    python benchmarks/survey_speed.py [--model models/cactus] [--size 2000]
+- a SIZE x SIZE GeoTIFF (default 20,000, JPEG-compressed tiles like a drone orthomosaic) made of real
+  aerial tiles: targets >= 1,000 tiles/s and peak memory < 1.5 GB;
+- a 30,000 x 30,000 GeoTIFF that is 99% nodata: target well under a minute;
+- the first raster with `--scheduler local:2`: target no slower than one process.
+
+    python benchmarks/survey_speed.py [--size 20000] [--model models/cactus]
+
+The rasters are made once and kept in $TMPDIR/greenlens-benchmarks (a few hundred MB).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
-from common import report, timed
+from common import ROOT, report
 
-from greenlens import survey
-from greenlens.inference import Classifier
+CACHE = Path(tempfile.gettempdir()) / "greenlens-benchmarks"
+DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
+CRS, PIXEL = "EPSG:32614", 0.05
+
+
+def real_tiles(count: int = 2000) -> np.ndarray:
+    from greenlens.images import decode_image
+
+    rows = list(csv.DictReader(open(DATA_DIR / "aerial-cactus" / "train.csv")))[:count]
+    return np.stack([decode_image(DATA_DIR / "aerial-cactus" / "train" / row["id"]) for row in rows])
+
+
+def orthomosaic(size: int) -> Path:
+    """SIZE x SIZE pixels of real tiles in random order, tiled and JPEG-compressed, a 64-pixel nodata margin."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    path = CACHE / f"ortho-{size}.tif"
+    if path.is_file():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tiles, rng = real_tiles(), np.random.default_rng(0)
+    partial = path.with_suffix(".partial.tif")
+    with rasterio.open(partial, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=CRS,
+                       transform=from_origin(500_000, 2_000_000, PIXEL, PIXEL), nodata=0, tiled=True, blockxsize=512,
+                       blockysize=512, compress="jpeg", jpeg_quality=90, BIGTIFF="YES") as out:
+        band = 512
+        for top in range(0, size, band):
+            height = min(band, size - top)
+            rows = -(-height // 32)
+            strip = tiles[rng.integers(len(tiles), size=(rows, -(-size // 32)))]  # (rows, cols, 32, 32, 3)
+            strip = strip.transpose(0, 2, 1, 3, 4).reshape(rows * 32, -1, 3)[:height, :size]
+            strip[:, :64] = 0
+            strip[:, size - 64 :] = 0
+            if top == 0:
+                strip[:64] = 0
+            if top + height == size:
+                strip[height - 64 :] = 0
+            out.write(strip.transpose(2, 0, 1), window=Window(0, top, size, height))
+    partial.rename(path)
+    return path
+
+
+def sparse(size: int = 30_000, data_share: float = 0.01) -> Path:
+    """SIZE x SIZE pixels, nodata but for a square of real tiles covering `data_share` of it."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    path = CACHE / f"sparse-{size}.tif"
+    if path.is_file():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    side = int(size * data_share ** 0.5) // 32 * 32
+    tiles = real_tiles()
+    block = tiles[np.random.default_rng(1).integers(len(tiles), size=(side // 32, side // 32))]
+    block = block.transpose(0, 2, 1, 3, 4).reshape(side, side, 3)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs=CRS,
+                       transform=from_origin(500_000, 2_000_000, PIXEL, PIXEL), nodata=0, tiled=True, blockxsize=512,
+                       blockysize=512, compress="deflate", sparse_ok=True, BIGTIFF="YES") as out:
+        out.write(block.transpose(2, 0, 1), window=Window((size - side) // 2, (size - side) // 2, side, side))
+    return path
+
+
+def run_survey(model: str, raster: Path, *extra: str) -> dict:
+    """predict.py --survey in a fresh process: wall seconds, peak memory of it and its children, summary."""
+    out = Path(tempfile.mkdtemp(prefix="survey-", dir=CACHE))
+    probe = ("import resource, subprocess, sys, time\n"
+             "started = time.perf_counter()\n"
+             "run = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
+             "print(run.returncode, time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+             "print(run.stderr[-3000:], file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe, sys.executable, str(ROOT / "predict.py"), model, str(raster),
+                           "--survey", "--out", str(out), *extra], cwd=ROOT, capture_output=True, text=True)
+    code, seconds, peak_kb = done.stdout.split()
+    if int(code) != 0:
+        raise SystemExit(f"survey of {raster} failed:\n{done.stderr}")
+    summary = json.loads((out / "summary.json").read_text())
+    # ru_maxrss of the children: the largest single process (with local:2, the largest worker or the client).
+    return {"seconds": float(seconds), "peak_mb": int(peak_kb) / 1024, "summary": summary}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="models/cactus")
-    parser.add_argument("--size", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--size", type=int, default=20_000)
+    parser.add_argument("--sparse-size", type=int, default=30_000)
     args = parser.parse_args()
-    classifier = Classifier.load(args.model)
-    repo = classifier.repo
-    rng = np.random.default_rng(0)
-    # Ground-like texture: smooth colour fields plus noise (the content does not change the cost).
-    image = np.clip(rng.normal(150, 30, (args.size, args.size, 3)), 0, 255).astype(np.uint8)
-    tiles, _ = survey.cut_tiles(image)
-    batch = tiles.astype(np.float32)
-    repo.model.predict(batch[:512], batch_size=512, verbose=0)  # trace once
-    bare = min(timed(lambda: repo.model.predict(batch, batch_size=512, verbose=0), args.repeat))
-    lite = min(timed(lambda: classifier.tile_classifier(batch), args.repeat))
-    whole = min(timed(lambda: survey.overlay(image, survey.survey(
-        classifier.tile_classifier, image, classifier.labels, classifier.positive_label)), args.repeat))
-    rows = [
-        {"what": "bare Keras model.predict", "tiles": len(tiles), "seconds": bare, "tiles_per_s": len(tiles) / bare},
-        {"what": "LiteRT tile model alone", "tiles": len(tiles), "seconds": lite, "tiles_per_s": len(tiles) / lite},
-        {"what": "survey + overlay", "tiles": len(tiles), "seconds": whole, "tiles_per_s": len(tiles) / whole},
-    ]
-    report("survey_speed", rows, {"image": f"{args.size}x{args.size}", "survey_over_bare": whole / bare,
-                                  "target_tiles_per_s": 500, "model": args.model})
-    print(f"survey / bare predict: {whole / bare:.2f}x")
+    started = time.perf_counter()
+    dense, empty = orthomosaic(args.size), sparse(args.sparse_size)
+    print(f"rasters ready in {time.perf_counter() - started:.0f} s: {dense}, {empty}")
+    rows = []
+    for name, raster, extra in ((f"{args.size:,} x {args.size:,} GeoTIFF, one process", dense, ()),
+                                (f"{args.sparse_size:,} x {args.sparse_size:,}, 99% nodata", empty, ()),
+                                (f"{args.size:,} x {args.size:,} GeoTIFF, --scheduler local:2", dense, ("--scheduler", "local:2"))):
+        result = run_survey(args.model, raster, *extra)
+        summary = result["summary"]
+        cells = summary["tiles"] + summary["nodata_tiles"]
+        rows.append({"survey": name, "tiles": summary["tiles"], "nodata_tiles": summary["nodata_tiles"],
+                     "seconds": result["seconds"], "tiles_per_s": summary["tiles"] / result["seconds"],
+                     "cells_per_s": cells / result["seconds"], "peak_mb": result["peak_mb"]})
+        print(rows[-1])
+    report("survey_speed", rows, {"model": args.model, "targets": {"tiles_per_s": 1000, "peak_mb": 1536,
+                                                                    "sparse_seconds": 60}})
+    one, two = rows[0]["seconds"], rows[2]["seconds"]
+    print(f"local:2 / one process: {two / one:.2f}x the time")
 
 
 if __name__ == "__main__":

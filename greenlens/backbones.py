@@ -122,29 +122,35 @@ def parts(model: keras.Model) -> ClassifierParts:
     )
 
 
-def feature_model(model: keras.Model, layers: list[str]) -> tuple[keras.Model, list[int]]:
+def feature_model(model: keras.Model, layers: list[str], tile: int | None = None) -> tuple[keras.Model, list[int]]:
     """The classifier with a first output added, the out-of-distribution guard's features: colour
     statistics of the model's input (channel means and mean squares), channel means of `layers`,
     and the pooled backbone features the head reads. One forward pass gives both outputs.
-    Returns the group sizes too."""
+    With `tile`, for tile x tile inputs only, as surveys run it. Returns the group sizes too."""
     p = parts(model)
+    inputs, x = _tile_input(p, tile) if tile else (model.input, p.preprocess(model.input))
     inner = keras.Model(p.backbone.input, [*(p.backbone.get_layer(name).output for name in layers), p.backbone.output])
-    x = p.preprocess(model.input)
     *maps, pooled = inner(x)
     colour = keras.layers.Concatenate()([
         keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalAveragePooling2D()(keras.layers.Multiply()([x, x]))
     ])
     groups = [colour, *(keras.layers.GlobalAveragePooling2D()(feature_map) for feature_map in maps), pooled]
     sizes = [int(group.shape[-1]) for group in groups]
-    return keras.Model(model.input, [keras.layers.Concatenate()(groups), p.head(pooled)]), sizes
+    return keras.Model(inputs, [keras.layers.Concatenate()(groups), p.head(pooled)]), sizes
 
 
-def tile_model(model: keras.Model, tile: int, batch_size: int | None = None) -> keras.Model:
-    """`model` for tile x tile inputs, as surveys run it: the same layers and weights. Upscaling
-    ignores antialiasing, so the resize drops it where it upscales: the antialiased kernel has no
-    LiteRT equivalent."""
+def tile_model(model: keras.Model, tile: int) -> keras.Model:
+    """`model` for tile x tile inputs: the same layers and weights, probabilities only."""
     p = parts(model)
-    inputs = keras.Input((tile, tile, 3), batch_size=batch_size, name="tiles")
+    inputs, x = _tile_input(p, tile)
+    return keras.Model(inputs, p.head(p.backbone(x)), name="tile_classifier")
+
+
+def _tile_input(p: ClassifierParts, tile: int):
+    """A fixed tile x tile input, resized and scaled as inside the model. Upscaling ignores
+    antialiasing, so the resize drops it where it upscales: the antialiased kernel has no LiteRT
+    equivalent."""
+    inputs = keras.Input((tile, tile, 3), name="tiles")
     resize = keras.layers.Resizing(p.resize.height, p.resize.width, interpolation=p.resize.interpolation,
                                    antialias=p.resize.antialias and min(p.resize.height, p.resize.width) < tile)
-    return keras.Model(inputs, p.head(p.backbone(p.scaling(resize(inputs)))), name="tile_classifier")
+    return inputs, p.scaling(resize(inputs))

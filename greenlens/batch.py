@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .data import IMAGE_SUFFIXES
-from .images import ImageError, decode_image
+from .images import SERVING_SIDE, ImageError, decode_image
 from .tasks import Task, get_task
 
 
@@ -55,23 +55,52 @@ def probability_column(label: str) -> str:
     return f"p_{label.replace(' ', '_')}"
 
 
-def list_inputs(inputs: list[Path]) -> list[tuple[str, object]]:
-    """(name, source) for every image of the inputs: folders are walked, zips read in memory."""
-    items = []
+@dataclass(frozen=True)
+class ZipLimits:
+    """What one zip may hold: zips are read entry by entry, and these caps stop a zip bomb (a few
+    megabytes that expand to gigabytes) or a zip of countless tiny files before they cost memory."""
+
+    entries: int = 10_000  # image entries
+    entry_bytes: int = 32 * 2**20  # uncompressed, per entry
+    total_bytes: int = 512 * 2**20  # uncompressed, all entries together
+
+
+def iter_inputs(inputs: list[Path], limits: ZipLimits = ZipLimits()):
+    """(name, source) for every image of the inputs, one at a time: folders are walked, zip entries
+    read when their turn comes. A source that cannot be had is an ImageError saying why."""
     for path in map(Path, inputs):
         if path.is_dir():
-            items += [(str(p.relative_to(path)), p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+            yield from ((str(p.relative_to(path)), p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
         elif zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                items += [
-                    (info.filename, archive.read(info))
-                    for info in archive.infolist()
-                    if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES
-                    and not Path(info.filename).name.startswith(".")
-                ]
+            yield from _zip_entries(path, limits)
         else:
-            items.append((path.name, path))
-    return items
+            yield path.name, path
+
+
+def _zip_entries(path: Path, limits: ZipLimits):
+    read = count = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = Path(info.filename).name
+            if info.is_dir() or Path(name).suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
+                continue
+            count += 1
+            if count > limits.entries:
+                yield path.name, ImageError(f"{path.name} holds more than {limits.entries:,} images, the most one zip may "
+                                            "hold: the rest were not read.")
+                return
+            with archive.open(info) as member:
+                data = member.read(min(limits.entry_bytes, limits.total_bytes - read) + 1)
+            read += len(data)
+            if len(data) > limits.entry_bytes:
+                yield info.filename, ImageError(f"{info.filename} expands to more than {limits.entry_bytes // 2**20} MB, "
+                                                "the most one file in a zip may.")
+            elif read > limits.total_bytes:
+                yield path.name, ImageError(f"{path.name} expands to more than {limits.total_bytes // 2**20} MB, the most "
+                                            "one zip may: the rest were not read.")
+                return
+            else:
+                yield info.filename, data
 
 
 def classify_many(classifier, items, progress: bool = True) -> BatchResult:
@@ -88,7 +117,9 @@ def classify_many(classifier, items, progress: bool = True) -> BatchResult:
 
     for name, source in tqdm(items, desc="Classifying", unit="img", disable=not progress):
         try:
-            pending_images.append(decode_image(source))
+            if isinstance(source, ImageError):
+                raise source
+            pending_images.append(decode_image(source, max_side=SERVING_SIDE))
             pending_names.append(name)
         except ImageError as error:
             result.failures.append((name, str(error)))
@@ -105,7 +136,7 @@ def classify_to_csv(classifier, inputs: list[Path], out: Path, kaggle_submission
     task = get_task(classifier.repo.task["name"]) if kaggle_submission else None
     if task is not None and not task.csv_label_column:
         raise ValueError(f"the {task.name} task has no Kaggle submission format")
-    result = classify_many(classifier, list_inputs(inputs), progress)
+    result = classify_many(classifier, iter_inputs(inputs), progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if task is not None:

@@ -14,18 +14,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# 8,000 x 8,000 aerial surveys must pass; a decompression bomb (e.g. 30,000 x 30,000 PNG of a
-# few kilobytes) must not be decoded at all. Only the header is read before this check.
+# 8,000 x 8,000 aerial pictures must pass; a decompression bomb (e.g. 30,000 x 30,000 PNG of a
+# few kilobytes) must not be decoded at all. Only the header is read before this check. PIL's own
+# limit is set to the same number: it refuses what is over twice its limit while opening, and
+# that refusal becomes the same message as ours.
 MAX_PIXELS = int(os.environ.get("GREENLENS_MAX_PIXELS", 8_192 * 8_192))
-Image.MAX_IMAGE_PIXELS = None  # our own limit below gives a clear message instead of PIL's
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Serving decodes uploads to at most this long side: over 6x the largest model input (160), and
+# the size of the Grad-CAM overlay a person sees. A request then holds megabytes, whatever was uploaded.
+SERVING_SIDE = int(os.environ.get("GREENLENS_SERVING_SIDE", 1024))
 
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message is meant for the user."""
 
 
-def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Returns the image as a (height, width, 3) uint8 RGB array."""
+def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX_PIXELS,
+                 max_side: int | None = None) -> np.ndarray:
+    """Returns the image as a (height, width, 3) uint8 RGB array.
+
+    With `max_side`, the image comes back at most that many pixels on its long side, decoded
+    downscaled where the format allows (JPEG's DCT scaling): an 8,000 x 8,000 photo costs a few
+    megabytes, not 200."""
     if source is None:
         raise ImageError("No image was given.")
     name = "the image" if isinstance(source, (bytes, Image.Image)) else Path(source).name
@@ -41,6 +51,8 @@ def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX
                 if os.path.getsize(source) == 0:
                     raise ImageError(f"{name} is empty (0 bytes).")
                 image = Image.open(source)
+        except Image.DecompressionBombError:
+            raise ImageError(f"{name} is over the limit of {max_pixels:,} pixels; scale it down first.") from None
         except (UnidentifiedImageError, OSError) as error:
             if isinstance(error, FileNotFoundError):
                 raise ImageError(f"{name} does not exist.") from None
@@ -55,8 +67,14 @@ def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            if max_side is not None:
+                image.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            pixels = _to_rgb(ImageOps.exif_transpose(image))
+        if max_side is not None and max(pixels.shape[:2]) > max_side:
+            smaller = Image.fromarray(pixels)
+            smaller.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            pixels = np.asarray(smaller)
+        return pixels
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageError(f"{name} is damaged or truncated and cannot be decoded.") from error
 

@@ -68,16 +68,6 @@ class Classifier:
         """The label whose probability scores ROC AUC, surveys and Kaggle submissions."""
         return self.repo.task.get("positive_label", self.labels[0])
 
-    @cached_property
-    def tile_classifier(self):
-        """Probabilities for a batch of survey tiles: the repo's LiteRT tile model (about 3x as fast
-        as Keras on a CPU), or Keras where the repo has none (`train.py export` writes it)."""
-        from .litert import TILE_MODEL, LiteRTModel
-
-        if (self.repo.path / TILE_MODEL).is_file():
-            return LiteRTModel(self.repo.path / TILE_MODEL)
-        return lambda tiles: np.asarray(self.model.predict_on_batch(np.asarray(tiles, np.float32)))
-
     def explain(self, image: np.ndarray) -> np.ndarray:
         """The image with a Grad-CAM heat map of where the model looked."""
         from .explain import overlay_heatmap

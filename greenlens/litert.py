@@ -2,8 +2,9 @@
 written, run with the maintained `ai-edge-litert` runtime (XNNPACK CPU kernels).
 
 The survey's tile model ships in the model repo as `tiles.tflite`: the classifier for 32 x 32
-tiles, the same layers and weights, probabilities within ~1e-6 of Keras and about 3x as fast on a
-CPU. Nothing is compiled when the app starts.
+tiles with the out-of-distribution guard's features as a second output, the same layers and
+weights, probabilities within ~1e-6 of Keras and about 3x as fast on a CPU. Nothing is compiled
+when the app starts, and running it needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,18 +31,20 @@ def convert(model) -> bytes:
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def write_tile_model(model, folder: Path, tile: int) -> Path:
-    """Writes the classifier for `tile` x `tile` tiles (any batch) into a model repo folder."""
-    from .backbones import tile_model
+def write_tile_model(model, folder: Path, tile: int, guard_layers: list[str]) -> Path:
+    """Writes the classifier for `tile` x `tile` tiles (any batch), with the guard's features, into
+    a model repo folder."""
+    from .backbones import feature_model
 
     path = Path(folder) / TILE_MODEL
-    path.write_bytes(convert(tile_model(model, tile)))
+    path.write_bytes(convert(feature_model(model, guard_layers, tile)[0]))
     return path
 
 
 class LiteRTModel:
     """A LiteRT flatbuffer called like Keras' predict_on_batch, in fixed batches of `batch_size`
-    (the last one padded), one caller at a time."""
+    (the last one padded), one caller at a time. With several outputs it returns a tuple, widest
+    output first (the tile model: guard features, then probabilities)."""
 
     def __init__(self, path: Path, batch_size: int = BATCH, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
@@ -51,12 +54,13 @@ class LiteRTModel:
         self.input, self.input_shape = details["index"], tuple(int(n) for n in details["shape"][1:])
         self.interpreter.resize_tensor_input(self.input, [batch_size, *self.input_shape])
         self.interpreter.allocate_tensors()
-        self.output = self.interpreter.get_output_details()[0]["index"]
+        outputs = sorted(self.interpreter.get_output_details(), key=lambda detail: -int(detail["shape"][-1]))
+        self.outputs = [detail["index"] for detail in outputs]
         self.batch_size = batch_size
         self.lock = threading.Lock()
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        results = []
+    def __call__(self, inputs: np.ndarray):
+        results = [[] for _ in self.outputs]
         for start in range(0, len(inputs), self.batch_size):
             batch = np.asarray(inputs[start : start + self.batch_size], dtype=np.float32)
             count = len(batch)
@@ -65,5 +69,7 @@ class LiteRTModel:
             with self.lock:
                 self.interpreter.set_tensor(self.input, batch)
                 self.interpreter.invoke()
-                results.append(self.interpreter.get_tensor(self.output)[:count].copy())
-        return np.concatenate(results)
+                for result, output in zip(results, self.outputs):
+                    result.append(self.interpreter.get_tensor(output)[:count].copy())
+        merged = tuple(np.concatenate(result) for result in results)
+        return merged[0] if len(merged) == 1 else merged

@@ -152,7 +152,7 @@ def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: di
         if record["metrics"]["roc_auc"] is not None:
             evaluation.plot_roc_curve(task, probabilities["test"], splits["test"].labels, folder / "roc_curve.png", split="test")
         if task.survey_tile:
-            litert.write_tile_model(model, folder, task.survey_tile)
+            litert.write_tile_model(model, folder, task.survey_tile, list(guard.layers))
         render_card(record).save(folder / "README.md")
 
 

@@ -62,6 +62,7 @@ def test_bad_model_source_stops_the_app_with_the_variable_named(tmp_path):
 
 
 def test_survey_endpoint_returns_overlay_summary_and_csv(client, tmp_path):
+    """/survey keeps its three outputs in their order for existing callers."""
     import csv
 
     import numpy as np
@@ -77,13 +78,33 @@ def test_survey_endpoint_returns_overlay_summary_and_csv(client, tmp_path):
     overlay, summary, tiles_csv = client.predict(handle_file(str(path)), api_name="/survey")
     assert Image.open(overlay).size == (96, 64)
     expected_hits = sum(label == "cactus" for _, label in files[:6])
-    assert summary == {"tiles": 6, "cactus_tiles": expected_hits, "cactus_fraction": round(expected_hits / 6, 6), "threshold": 0.5}
+    assert {k: summary[k] for k in ("tiles", "cactus_tiles", "threshold", "nodata_tiles", "ood_tiles", "crs")} == {
+        "tiles": 6, "cactus_tiles": expected_hits, "threshold": 0.5, "nodata_tiles": 0, "ood_tiles": 0, "crs": None}
     rows = list(csv.DictReader(open(tiles_csv)))
     assert [(r["x"], r["y"]) for r in rows] == [("0", "0"), ("32", "0"), ("64", "0"), ("0", "32"), ("32", "32"), ("64", "32")]
     with pytest.raises(Exception, match="smaller than one 32 x 32 tile"):
         small = tmp_path / "small.png"
         Image.fromarray(mosaic[:20, :20]).save(small)
         client.predict(handle_file(str(small)), api_name="/survey")
+
+
+def test_survey_files_endpoint_offers_every_output_of_a_geotiff(client, cactus_dir, tmp_path):
+    from pathlib import Path
+
+    from greenlens.images import decode_image
+
+    from .test_survey import CRS, GRID, mosaic, write_geotiff
+
+    tiles = np.stack([decode_image(p) for p in sorted((cactus_dir / "train").iterdir())[: GRID * GRID]])
+    path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles), "alpha")
+    overlay, summary, tiles_csv, files = client.predict(handle_file(str(path)), 32, 0.5, 32, api_name="/survey_files")
+    names = sorted(Path(f).name for f in files)
+    assert names == ["cactus_tiles.geojson", "cactus_tiles.gpkg", "overlay.png", "probability.tif", "summary.json", "tiles.csv"]
+    assert summary["crs"] == CRS and summary["tiles"] == GRID * GRID and summary["nodata_tiles"] > 0
+    with pytest.raises(Exception, match="not a raster this app can read"):
+        broken = tmp_path / "broken.tif"
+        broken.write_text("no pixels here")
+        client.predict(handle_file(str(broken)), api_name="/survey")
 
 
 def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
@@ -113,3 +134,24 @@ def test_explain_endpoint_returns_the_image_with_a_heat_map(client, task):
     original, explained = Image.open(path), Image.open(overlay)
     assert explained.size == original.size
     assert np.abs(np.asarray(explained.convert("RGB"), int) - np.asarray(original.convert("RGB"), int)).mean() > 5
+
+
+def test_sigterm_leaves_no_temporary_folders_or_processes(tmp_path):
+    """Spaces, Docker and the tests stop the app with SIGTERM: it must clean up after itself."""
+    import os
+    import signal
+
+    from gradio_client import Client
+
+    from .apprunner import running_app
+
+    files = require_examples("leaf")
+    with running_app(env={"TMPDIR": str(tmp_path)}) as (url, process):
+        table, csv_path, skipped = Client(url, verbose=False).predict([handle_file(str(files[0][0]))], api_name="/batch_leaf")
+        assert len(table["data"]) == 1
+        assert list(tmp_path.glob("greenlens-outputs-*/*/leaf_predictions.csv"))  # our result file existed
+        children = [int(pid) for pid in os.popen(f"pgrep -P {process.pid}").read().split()]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert not list(tmp_path.glob("greenlens-outputs-*"))
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]

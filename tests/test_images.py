@@ -67,7 +67,7 @@ def test_bad_files_give_plain_messages(tmp_path):
 def test_decompression_bomb_is_refused_before_decoding():
     bomb = decompression_bomb()
     assert len(bomb) < 200_000
-    with pytest.raises(ImageError, match="30000 x 30000 pixels, over the limit"):
+    with pytest.raises(ImageError, match="over the limit of 67,108,864 pixels"):
         decode_image(bomb)
 
 
@@ -77,3 +77,17 @@ def test_animated_gif_uses_first_frame():
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
     out = decode_image(buffer.getvalue())
     assert out[0, 0, 0] > 200 and out[0, 0, 1] < 50
+
+
+def test_large_photos_are_decoded_downscaled():
+    """An 8,000 x 6,000 JPEG decoded for serving comes back at most 1,024 pixels long, like the full
+    decode shrunk, without ever holding the full-size image (JPEG's DCT scaling)."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    photo = Image.fromarray(small).resize((8000, 6000), Image.Resampling.BILINEAR)
+    data = png_bytes(photo, format="JPEG", quality=90)
+    out = decode_image(data, max_side=1024)
+    assert out.shape == (768, 1024, 3)
+    reference = np.asarray(photo.resize((1024, 768), Image.Resampling.BILINEAR), dtype=float)
+    assert np.abs(out.astype(float) - reference).mean() < 6
+    assert decode_image(png_bytes(Image.fromarray(small)), max_side=1024).shape == (60, 80, 3)  # small ones untouched

@@ -1,4 +1,6 @@
-"""Aerial survey and batch prediction: tiles are classified exactly as single tiles are."""
+"""Aerial surveys of orthomosaics: GeoTIFFs written here with rasterio from labelled held-out tiles in a
+known grid (known CRS and geotransform, a nodata margin; variants with an alpha band, 16-bit data and a
+striped layout). Every output is checked against the tiles and the geotransform, not against itself."""
 
 from __future__ import annotations
 
@@ -9,74 +11,271 @@ import sys
 
 import numpy as np
 import pytest
+from affine import Affine
 from PIL import Image
 
 from greenlens import survey
 from greenlens.images import decode_image
 from greenlens.inference import Classifier
-from greenlens.litert import LiteRTModel
+from greenlens.tiles import TileClassifier
 
 from .conftest import ROOT
 
+MODEL = ROOT / "models" / "cactus"
+GRID = 12  # tiles per side of the labelled block
+MARGIN = 2  # tiles of nodata around it
+TRANSFORM = Affine(0.05, 0, 500_000.0, 0, -0.05, 2_000_000.0)  # 5 cm pixels, UTM zone 14N
+CRS = "EPSG:32614"
+
 
 @pytest.fixture(scope="module")
-def cactus():
-    return Classifier.load(str(ROOT / "models" / "cactus"))
+def labelled(cactus_dir):
+    """GRID x GRID held-out tiles (the cactus model's test split) with their labels."""
+    rows = list(csv.DictReader(open(MODEL / "test.csv")))[: GRID * GRID]
+    tiles = np.stack([decode_image(cactus_dir.parent / row["file"]) for row in rows])
+    return tiles, np.array([row["label"] == "cactus" for row in rows])
+
+
+def mosaic(tiles: np.ndarray) -> np.ndarray:
+    """The tiles in a GRID x GRID block inside a margin of MARGIN tiles of zeros."""
+    block = tiles.reshape(GRID, GRID, 32, 32, 3).transpose(0, 2, 1, 3, 4).reshape(GRID * 32, GRID * 32, 3)
+    side = (GRID + 2 * MARGIN) * 32
+    image = np.zeros((side, side, 3), np.uint8)
+    image[MARGIN * 32 : -MARGIN * 32, MARGIN * 32 : -MARGIN * 32] = block
+    return image
+
+
+def write_geotiff(path, image, variant="tiled"):
+    import rasterio
+
+    bands = image.transpose(2, 0, 1)
+    profile = dict(driver="GTiff", width=image.shape[1], height=image.shape[0], crs=CRS, transform=TRANSFORM)
+    if variant == "alpha":
+        alpha = np.zeros(image.shape[:2], np.uint8)
+        alpha[MARGIN * 32 : -MARGIN * 32, MARGIN * 32 : -MARGIN * 32] = 255
+        with rasterio.open(path, "w", count=4, dtype="uint8", photometric="RGB", alpha="YES", **profile) as out:
+            out.write(np.concatenate([bands, alpha[None]]))
+        return path
+    if variant == "16-bit":
+        bands = bands.astype(np.uint16) * 257
+    layout = dict(tiled=True, blockxsize=128, blockysize=128) if variant != "striped" else dict(tiled=False)
+    with rasterio.open(path, "w", count=3, dtype=bands.dtype, nodata=0, **layout, **profile) as out:
+        out.write(bands)
+    return path
 
 
 @pytest.fixture(scope="module")
-def mosaic(cactus_dir, tmp_path_factory):
-    """A 12 x 10 grid of labelled real tiles, stitched into one 384 x 320 aerial image."""
-    rows = list(csv.DictReader(open(cactus_dir / "train.csv")))[-120:]
-    tiles = [decode_image(cactus_dir / "train" / row["id"]) for row in rows]
-    image = np.concatenate([np.concatenate(tiles[r * 12 : (r + 1) * 12], axis=1) for r in range(10)], axis=0)
-    path = tmp_path_factory.mktemp("mosaic") / "mosaic.png"
-    Image.fromarray(image).save(path)
-    return path, image, tiles, np.array([row["has_cactus"] == "1" for row in rows])
+def classifier():
+    return TileClassifier(MODEL)
 
 
-def test_cut_tiles_positions_and_strides():
-    image = np.arange(70 * 100 * 3, dtype=np.uint8).reshape(70, 100, 3)
-    tiles, positions = survey.cut_tiles(image)
-    assert tiles.shape == (2 * 3, 32, 32, 3)
-    assert positions.tolist() == [[0, 0], [32, 0], [64, 0], [0, 32], [32, 32], [64, 32]]
-    assert np.array_equal(tiles[4], image[32:64, 32:64])
-    tiles, positions = survey.cut_tiles(image, stride=16)
-    assert len(tiles) == 3 * 5 and np.array_equal(tiles[-1], image[32:64, 64:96])
-    with pytest.raises(survey.SurveyError, match="20 x 10 pixels, smaller than one 32 x 32 tile"):
-        survey.cut_tiles(np.zeros((10, 20, 3), np.uint8))
+@pytest.fixture(scope="module")
+def surveyed(labelled, classifier, tmp_path_factory):
+    """The base GeoTIFF (tiled, nodata margin) surveyed once: (result, folder, tiles, labels)."""
+    tiles, labels = labelled
+    folder = tmp_path_factory.mktemp("survey")
+    path = write_geotiff(folder / "ortho.tif", mosaic(tiles))
+    return survey.survey_raster(path, classifier, folder / "out"), folder / "out", tiles, labels
 
 
-def test_survey_agrees_with_single_tile_classification(cactus, mosaic):
-    _, image, tiles, labels = mosaic
-    result = survey.survey(cactus.tile_classifier, image, cactus.labels, "cactus")
-    single = np.array([cactus.model.predict_on_batch(t[None].astype(np.float32))[0, 0] for t in tiles])
-    np.testing.assert_allclose(result.probabilities, single, atol=1e-4)
-    assert ((result.probabilities >= 0.5) == labels).mean() == ((single >= 0.5) == labels).mean() >= 0.95
-    assert result.summary == {"tiles": 120, "cactus_tiles": int((single >= 0.5).sum()),
-                              "cactus_fraction": round(float((single >= 0.5).mean()), 6), "threshold": 0.5}
-    shown = survey.overlay(image, result)
-    assert shown.shape == image.shape and shown.dtype == np.uint8
+def single_tile_probabilities(tiles) -> np.ndarray:
+    model = Classifier.load(str(MODEL)).model
+    return np.concatenate([model.predict_on_batch(tile[None].astype(np.float32))[:, 0] for tile in tiles])
 
 
-def test_surveys_run_on_the_repos_litert_tile_model_with_keras_numbers(cactus, mosaic):
-    _, _, tiles, _ = mosaic
-    many = np.concatenate([tiles] * 5).astype(np.float32)  # 600 tiles: nine full batches of 64 and a padded one
-    assert isinstance(cactus.tile_classifier, LiteRTModel)
-    np.testing.assert_allclose(cactus.tile_classifier(many), cactus.model.predict(many, batch_size=256, verbose=0), atol=1e-4)
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
-def test_survey_command_line(mosaic, tmp_path):
-    path, _, _, labels = mosaic
-    out = tmp_path / "survey"
-    result = subprocess.run([sys.executable, "predict.py", "models/cactus", str(path), "--survey", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize("variant", ["tiled", "alpha", "16-bit", "striped"])
+def test_survey_agrees_with_single_tile_classification(variant, labelled, classifier, tmp_path):
+    tiles, labels = labelled
+    result = survey.survey_raster(write_geotiff(tmp_path / "ortho.tif", mosaic(tiles), variant), classifier, tmp_path / "out")
+    inner = slice(MARGIN, MARGIN + GRID)
+    assert result.classified[inner, inner].all() and result.classified.sum() == GRID * GRID  # the margin is skipped
+    probabilities = result.probability[inner, inner].ravel()
+    single = single_tile_probabilities(tiles)
+    np.testing.assert_allclose(probabilities, single, atol=1e-4)
+    agreement = ((probabilities >= 0.5) == labels).mean()
+    assert agreement == ((single >= 0.5) == labels).mean() >= 0.97
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["nodata_tiles"] == (GRID + 2 * MARGIN) ** 2 - GRID * GRID
+    assert summary["tiles"] == GRID * GRID and summary["crs"] == CRS
+
+
+def test_summary_counts_density_and_guard(surveyed):
+    result, out, _, labels = surveyed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["tiles"] == 120 and abs(summary["cactus_tiles"] - labels.sum()) <= 6
-    rows = list(csv.DictReader(open(out / "tiles.csv")))
-    assert len(rows) == 120 and rows[13] == {"x": "32", "y": "32", "probability": rows[13]["probability"]}
-    assert Image.open(out / "overlay.png").size == (384, 320)
+    hits = result.hits
+    assert summary["cactus_tiles"] == hits.sum() and abs(summary["cactus_tiles"] - labels.sum()) <= 5
+    assert summary["ood_tiles"] == (result.flagged & result.classified).sum() <= 3  # real held-out tiles
+    assert summary["pixel_size_m"] == 0.05 and summary["tile_size"] == summary["stride"] == 32
+    assert summary["surveyed_ha"] == pytest.approx(GRID * GRID * (32 * 0.05) ** 2 / 10_000)
+    assert summary["cactus_tiles_per_ha"] == pytest.approx(summary["cactus_tiles"] / summary["surveyed_ha"], rel=1e-5)
+    assert summary["cactus_fraction"] == pytest.approx(summary["cactus_tiles"] / GRID / GRID, abs=1e-6)
+    assert summary["warning"] is None and summary["patches"] >= 1
+
+
+def test_tiles_csv_places_each_tile_on_the_map(surveyed):
+    result, out, _, _ = surveyed
+    rows = read_csv(out / "tiles.csv")
+    assert list(rows[0]) == ["x", "y", "probability", "map_x", "map_y", "out_of_distribution"]
+    assert len(rows) == GRID * GRID and (rows[0]["x"], rows[0]["y"]) == (str(MARGIN * 32), str(MARGIN * 32))
+    for row in rows[::17]:
+        x, y = int(row["x"]), int(row["y"])
+        centre = TRANSFORM @ (x + 16, y + 16)
+        assert (float(row["map_x"]), float(row["map_y"])) == pytest.approx(centre, abs=1e-3)
+        assert float(row["probability"]) == pytest.approx(result.probability[y // 32, x // 32], abs=1e-6)
+
+
+def test_geopackage_polygons_are_the_tiles_footprints(surveyed):
+    import shapely
+    from pyogrio import list_layers
+    from pyogrio.raw import read
+
+    result, out, _, _ = surveyed
+    gpkg = out / "cactus_tiles.gpkg"
+    assert {name for name, _ in list_layers(gpkg)} == {"cactus_tiles", "cactus_patches"}
+    meta, _, geometry, (probability,) = read(gpkg, layer="cactus_tiles")
+    assert meta["crs"] == CRS
+    hits = [row for row in read_csv(out / "tiles.csv")
+            if float(row["probability"]) >= 0.5 and row["out_of_distribution"] == "0"]
+    assert len(geometry) == len(hits) == result.hits.sum()
+    for polygon, p, row in zip(shapely.from_wkb(geometry), probability, hits):
+        x, y = int(row["x"]), int(row["y"])
+        corners = [TRANSFORM @ corner for corner in ((x, y), (x + 32, y), (x + 32, y + 32), (x, y + 32))]
+        assert shapely.equals_exact(shapely.normalize(polygon), shapely.normalize(shapely.Polygon(corners)), 1e-6)
+        assert p == pytest.approx(float(row["probability"]), abs=1e-6)
+    _, _, patches, (area, counts) = read(gpkg, layer="cactus_patches")
+    assert counts.sum() == len(hits)  # every cactus tile lies in exactly one patch
+    assert area == pytest.approx(counts * (32 * 0.05) ** 2)  # patches of whole tiles at 5 cm
+    assert shapely.union_all(shapely.from_wkb(patches)).equals(shapely.union_all(shapely.from_wkb(geometry)))
+
+
+def test_geojson_is_wgs84_longitude_latitude(surveyed):
+    from pyproj import Transformer
+
+    _, out, _, _ = surveyed
+    collection = json.loads((out / "cactus_tiles.geojson").read_text())
+    assert "crs" not in collection  # RFC 7946: WGS84 is implied
+    first = collection["features"][0]
+    rows = [row for row in read_csv(out / "tiles.csv") if float(row["probability"]) >= 0.5 and row["out_of_distribution"] == "0"]
+    lon, lat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(float(rows[0]["map_x"]), float(rows[0]["map_y"]))
+    ring = np.array(first["geometry"]["coordinates"][0])
+    assert ring[:-1, 0].mean() == pytest.approx(lon, abs=1e-6) and ring[:-1, 1].mean() == pytest.approx(lat, abs=1e-6)
+    assert -100 < lon < -98 and 17 < lat < 19  # zone 14N, 2,000 km north of the equator
+
+
+def test_probability_tif_lies_over_the_tiles(surveyed):
+    import rasterio
+
+    result, out, _, _ = surveyed
+    with rasterio.open(out / "probability.tif") as grid:
+        assert grid.crs.to_string() == CRS and grid.shape == (GRID + 2 * MARGIN, GRID + 2 * MARGIN)
+        values, nodata = grid.read(1), grid.nodata
+        for row in read_csv(out / "tiles.csv")[::11]:
+            col_row = ~grid.transform @ (float(row["map_x"]), float(row["map_y"]))
+            c, r = int(col_row[0]), int(col_row[1])
+            assert col_row == pytest.approx((c + 0.5, r + 0.5))  # the tile's centre is its pixel's centre
+            expected = nodata if row["out_of_distribution"] == "1" else float(row["probability"])
+            assert values[r, c] == pytest.approx(expected, abs=1e-6)
+        assert (values[:MARGIN] == nodata).all()  # the nodata margin stays nodata
+
+
+def test_tile_size_resamples_other_ground_resolutions(labelled, classifier, tmp_path):
+    """The same ground at twice the resolution: 64 x 64 source tiles averaged down to the model's 32."""
+    tiles, labels = labelled
+    image = mosaic(tiles)
+    fine = np.asarray(Image.fromarray(image).resize((image.shape[1] * 2, image.shape[0] * 2), Image.Resampling.NEAREST))
+    result = survey.survey_raster(write_geotiff(tmp_path / "fine.tif", fine), classifier, tmp_path / "out", tile_size=64)
+    inner = slice(MARGIN, MARGIN + GRID)
+    assert result.grid.stride == 64 and result.classified.sum() == GRID * GRID
+    np.testing.assert_allclose(result.probability[inner, inner].ravel(), single_tile_probabilities(tiles), atol=1e-4)
+    with pytest.raises(survey.SurveyError, match="stride must be a multiple of 2"):
+        survey.survey_raster(tmp_path / "fine.tif", classifier, tmp_path / "bad", tile_size=64, stride=33)
+
+
+def test_pictures_survey_in_pixels_without_geospatial_files(labelled, classifier, tmp_path):
+    tiles, labels = labelled
+    path = tmp_path / "aerial.png"
+    Image.fromarray(mosaic(tiles)[MARGIN * 32 : -MARGIN * 32, MARGIN * 32 : -MARGIN * 32]).save(path)
+    result = survey.survey_raster(path, classifier, tmp_path / "out", stride=16)
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert names == {"tiles.csv", "summary.json", "overlay.png"}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["crs"] is None and summary["surveyed_ha"] is None and summary["pixel_size_m"] is None
+    assert summary["tiles"] == (GRID * 2 - 1) ** 2 and summary["nodata_tiles"] == 0
+    assert list(read_csv(tmp_path / "out" / "tiles.csv")[0]) == ["x", "y", "probability", "out_of_distribution"]
+    np.testing.assert_allclose(result.probability[::2, ::2].ravel(), single_tile_probabilities(tiles), atol=1e-4)
+    assert Image.open(tmp_path / "out" / "overlay.png").size == (GRID * 32, GRID * 32)
+
+
+def test_mostly_out_of_distribution_survey_says_so(classifier, tmp_path):
+    path = tmp_path / "blue.png"
+    Image.new("RGB", (320, 320), (20, 60, 230)).save(path)
+    summary = survey.survey_raster(path, classifier, tmp_path / "out").summary()
+    assert summary["ood_tiles"] == summary["tiles"] == 100 and summary["cactus_tiles"] == 0
+    assert "do not look like the aerial tiles" in summary["warning"]
+
+
+def test_dask_cluster_gives_exactly_the_single_process_result(surveyed, labelled, tmp_path):
+    """A real distributed.LocalCluster of two worker processes, each reading its own windows."""
+    _, single_out, tiles, _ = surveyed
+    path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles))
+    second = write_geotiff(tmp_path / "second.tif", mosaic(tiles[::-1]))
+    results = survey.survey_rasters([path, second], str(MODEL), tmp_path / "out", scheduler="local:2")
+    assert (tmp_path / "out" / "ortho" / "tiles.csv").read_bytes() == (single_out / "tiles.csv").read_bytes()
+    assert json.loads((tmp_path / "out" / "ortho" / "summary.json").read_text()) == json.loads((single_out / "summary.json").read_text())
+    table = read_csv(tmp_path / "out" / "surveys.csv")
+    assert [row["raster"] for row in table] == ["ortho.tif", "second.tif"]
+    assert [int(row["cactus_tiles"]) for row in table] == [int(r.hits.sum()) for r in results]
+    assert results[1].hits.sum() == results[0].hits.sum()  # the same tiles, in another order
+
+
+def test_survey_command_line_and_its_errors(surveyed, tmp_path):
+    _, single_out, tiles, _ = surveyed
+    path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles), "striped")
+    run = subprocess.run([sys.executable, "predict.py", "models/cactus", str(path), "--survey", "--out", str(tmp_path / "out")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert read_csv(tmp_path / "out" / "tiles.csv") == read_csv(single_out / "tiles.csv")
+    cells = (GRID + 2 * MARGIN) ** 2
+    assert "Surveying" in run.stderr and f"{cells}/{cells}" in run.stderr  # the progress bar, in tiles
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    notes = tmp_path / "notes.tif"
+    notes.write_text("not a raster")
+    for bad, message in ((truncated, "truncated.tif is damaged"), (notes, "notes.tif is not a raster")):
+        run = subprocess.run([sys.executable, "predict.py", "models/cactus", str(bad), "--survey", "--out", str(tmp_path / "x")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_large_sparse_raster_stays_within_memory(classifier, labelled, tmp_path):
+    """20,000 x 20,000 pixels, 99.9% nodata (a sparse tiled GeoTIFF of a few kilobytes), surveyed by the
+    command line: the data block is found and the process's peak memory stays far below the raster's 1.2 GB."""
+    import rasterio
+    from rasterio.windows import Window
+
+    tiles, labels = labelled
+    path = tmp_path / "sparse.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=20_000, height=20_000, count=3, dtype="uint8", crs=CRS,
+                       transform=TRANSFORM, nodata=0, tiled=True, blockxsize=512, blockysize=512, sparse_ok=True,
+                       compress="deflate", BIGTIFF="YES") as out:
+        out.write(mosaic(tiles).transpose(2, 0, 1), window=Window(9_984, 9_984, (GRID + 2 * MARGIN) * 32, (GRID + 2 * MARGIN) * 32))
+    probe = ("import resource, subprocess, sys\n"
+             "run = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+             "print(run.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
+             "print(run.stderr[-2000:])\n")
+    run = subprocess.run([sys.executable, "-c", probe, sys.executable, "predict.py", "models/cactus", str(path), "--survey",
+                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    returncode, peak_mb = map(int, run.stdout.split()[:2])
+    assert returncode == 0, run.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["tiles"] == GRID * GRID and summary["nodata_tiles"] == 625 * 625 - GRID * GRID
+    assert peak_mb < 1024, peak_mb
+    assert Image.open(tmp_path / "out" / "overlay.png").size == (4096, 4096)
 
 
 def test_batch_and_kaggle_submission_command_line(cactus_dir, tmp_path):

@@ -129,12 +129,17 @@ def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
     assert record["metrics"]["accuracy"] >= 0.8
     assert record["backbone_note"] == ""  # the cactus task has no other original recipe to explain
     assert_reloaded_model_gives_the_recorded_probabilities(out, cactus_dir.parent)  # rows name aerial-cactus/train/<id>
-    # The survey's tile model ships in the repo and gives Keras' numbers for 32 x 32 tiles.
+    # The survey's tile model ships in the repo and gives Keras' numbers for 32 x 32 tiles: the
+    # probabilities, and the out-of-distribution guard's features.
+    from greenlens.backbones import feature_model
     from greenlens.litert import LiteRTModel
 
     tiles = np.stack([decode_image(p) for p in sorted((cactus_dir / "train").iterdir())[:70]]).astype(np.float32)
     keras_model = keras.saving.load_model(str(out), compile=False)
-    np.testing.assert_allclose(LiteRTModel(out / "tiles.tflite")(tiles), keras_model.predict_on_batch(tiles), atol=1e-4)
+    features, probabilities = LiteRTModel(out / "tiles.tflite")(tiles)
+    np.testing.assert_allclose(probabilities, keras_model.predict_on_batch(tiles), atol=1e-4)
+    expected_features, _ = feature_model(keras_model, list(get_backbone("mobilenet_v2").guard_layers))[0].predict_on_batch(tiles)
+    np.testing.assert_allclose(features, expected_features, rtol=1e-3, atol=1e-3)
 
 
 def test_pipeline_runs_anywhere_on_generated_images(generated_cactus_dir, tmp_path):
