@@ -26,7 +26,7 @@ from greenlens import survey as surveying  # noqa: E402
 from greenlens.batch import classify_to_csv  # noqa: E402
 from greenlens.examples import example_files  # noqa: E402
 from greenlens.images import MAX_PIXELS, SERVING_SIDE, ImageError, decode_image  # noqa: E402
-from greenlens.inference import Classifier  # noqa: E402
+from greenlens.inference import Classifier, RequestBatcher  # noqa: E402
 from greenlens.repository import ModelSourceError  # noqa: E402
 from greenlens.tasks import TASKS  # noqa: E402
 from greenlens.tiles import TileClassifier  # noqa: E402
@@ -69,18 +69,21 @@ class GuardedLabel(gr.Label):
         return super().postprocess(value)
 
 
-def load_classifier(task: str) -> Classifier:
+def load_models(task: str) -> tuple[Classifier, TileClassifier | None]:
+    """The task's classifier, and for a survey task its tile classifier; a model that cannot be
+    used stops the app with a message naming the variable and the file."""
     variable = MODEL_VARIABLES[task]
     source = os.environ.get(variable)
     try:
         classifier = Classifier.load(source or str(HERE / "models" / task))
+        tiles = TileClassifier(classifier.repo.path) if TASKS[task].survey_tile else None
     except ModelSourceError as error:
         where = f"{variable}={source!r}" if source else f"the bundled models/{task} ({variable} is unset)"
         sys.exit(f"Cannot start: {where}: {error}")
     if not source:
         classifier.repo.source = f"bundled with the app (models/{task}; set {variable} to change)"
     classifier.warm_up()
-    return classifier
+    return classifier, tiles
 
 
 def output_file(name: str) -> Path:
@@ -100,17 +103,18 @@ def read_upload(path: str | None):
         raise gr.Error(str(error)) from None
 
 
-def classify_batch(classifier: Classifier):
-    """The endpoint function: a batch of uploaded file paths -> one label (with every class's
-    probability) each; the top label names the out-of-distribution case when the guard flags it.
+def classify_fn(classifier: Classifier):
+    """The endpoint function: an uploaded file path -> the label, with every class's probability;
+    the top label names the out-of-distribution case when the guard flags it.
 
-    Gradio's queue collects concurrent requests into one call (batch=True), so they share a
-    forward pass. A bad file fails the batch it arrived in with a message that names the problem.
-    """
+    Up to MAX_BATCH_SIZE requests run at once (the event's concurrency limit); each decodes its own
+    upload, so a bad file fails only its own request with its own message, and the decoded images of
+    concurrent requests share one forward pass (RequestBatcher). MAX_BATCH_SIZE=1: one at a time."""
+    run = RequestBatcher(classifier.classify, MAX_BATCH_SIZE) if MAX_BATCH_SIZE > 1 else lambda image: classifier.classify([image])[0]
 
-    def classify(paths: list[str | None]) -> list[list[dict]]:
-        images = [read_upload(path) for path in paths]
-        return [[prediction.as_label_data() for prediction in classifier.classify(images)]]
+    def classify(path: str | None) -> dict:
+        prediction = run(read_upload(path))
+        return prediction.as_label_data()
 
     return classify
 
@@ -129,7 +133,7 @@ def facts_markdown(classifier: Classifier) -> str:
 
 def build_tab(task_name: str, classifier: Classifier) -> None:
     task = TASKS[task_name]
-    classify = classify_batch(classifier)
+    classify = classify_fn(classifier)
     gr.Markdown(f"*{task.scope}*")
     with gr.Row():
         with gr.Column():
@@ -144,7 +148,7 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
             heat = gr.Image(label="Where the model looked", visible=False, interactive=False, elem_id=f"heat-{task_name}")
             gr.Markdown(facts_markdown(classifier))
     button.click(
-        classify, image, label, api_name=f"classify_{task_name}", batch=True, max_batch_size=MAX_BATCH_SIZE,
+        classify, image, label, api_name=f"classify_{task_name}", concurrency_limit=MAX_BATCH_SIZE,
         api_description=f"{task.summary} Image file in; label and probability of every class out.",
     )
     explain = explain_fn(classifier)
@@ -161,7 +165,7 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
     if examples:
         gr.Examples(
             examples=[[str(path)] for path, _ in examples], inputs=image, outputs=label, fn=classify,
-            run_on_click=True, batch=True, example_labels=[expected for _, expected in examples],
+            run_on_click=True, example_labels=[expected for _, expected in examples],
             api_visibility="private",
         )
     else:
@@ -175,7 +179,9 @@ def batch_fn(classifier: Classifier, task_name: str):
         path = output_file(f"{task_name}_predictions.csv")
         result = classify_to_csv(classifier, [Path(f) for f in files], path, progress=False)
         if not result.names:
-            raise gr.Error(f"None of the {len(result.failures)} file(s) is an image this app can read.")
+            # The last failure is the one that stopped the reading where a cap was reached.
+            raise gr.Error(f"None of the {len(result.failures):,} file(s) is an image this app can read; the last: "
+                           f"{result.failures[-1][1]}")
         if result.failures:
             gr.Warning(f"Skipped {len(result.failures)} unreadable file(s): {', '.join(n for n, _ in result.failures[:5])}")
         return result.rows(), str(path), [{"file": name, "error": why} for name, why in result.failures]
@@ -195,10 +201,9 @@ def build_batch(task_name: str, classifier: Classifier) -> None:
                      "with why, out.")
 
 
-def survey_fn(classifier: Classifier):
+def survey_fn(tiles: TileClassifier):
     """The survey endpoints' function: an uploaded GeoTIFF, PNG or JPEG -> overlay, summary, tiles CSV,
     and every output file (GeoPackage, GeoJSON, probability GeoTIFF where the raster has a CRS)."""
-    tiles = TileClassifier(classifier.repo.path)
 
     def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5,
                    tile_size: float = surveying.TILE, progress=gr.Progress()):
@@ -220,7 +225,7 @@ def survey_fn(classifier: Classifier):
     return run_survey
 
 
-def build_survey_tab(classifier: Classifier) -> None:
+def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
     tile = classifier.repo.task.get("survey_tile") or surveying.TILE
     positive = classifier.positive_label
     gr.Markdown(
@@ -243,7 +248,7 @@ def build_survey_tab(classifier: Classifier) -> None:
             summary = gr.JSON(label="Summary")
             tiles_csv = gr.File(label="Tiles (x, y, probability)")
             downloads = gr.File(label="All outputs", file_count="multiple", elem_id="survey-downloads")
-    run = survey_fn(classifier)
+    run = survey_fn(tiles)
     inputs = [upload, stride, threshold, tile_size]
     button.click(run, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files",
                  api_description="Aerial image or orthomosaic, stride, threshold, tile size in; the preview, the "
@@ -260,7 +265,7 @@ def build_survey_tab(classifier: Classifier) -> None:
     )
 
 
-def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
+def build_demo(models: dict[str, tuple[Classifier, TileClassifier | None]]) -> gr.Blocks:
     # delete_cache: uploads and results older than a day are removed, checked hourly.
     with gr.Blocks(title="Leaf health and aerial cactus classifiers", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
@@ -269,14 +274,14 @@ def build_demo(classifiers: dict[str, Classifier]) -> gr.Blocks:
             "scorched? *Aerial cactus*: does a 32x32 aerial tile contain a columnar cactus? Upload, "
             "paste or photograph an image, or click an example."
         )
-        for task_name, classifier in classifiers.items():
+        for task_name, (classifier, _) in models.items():
             with gr.Tab(TASKS[task_name].title):
                 build_tab(task_name, classifier)
                 build_batch(task_name, classifier)
-        for task_name, classifier in classifiers.items():
-            if TASKS[task_name].survey_tile:
+        for classifier, tiles in models.values():
+            if tiles is not None:
                 with gr.Tab("Aerial survey"):
-                    build_survey_tab(classifier)
+                    build_survey_tab(classifier, tiles)
     demo.queue(default_concurrency_limit=1)
     return demo
 
@@ -289,5 +294,5 @@ def stop_on_sigterm(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    demo = build_demo({task: load_classifier(task) for task in MODEL_VARIABLES})
+    demo = build_demo({task: load_models(task) for task in MODEL_VARIABLES})
     demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(HERE / "examples")])

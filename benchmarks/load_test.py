@@ -1,7 +1,7 @@
 """Load test: 8 concurrent clients x 50 requests (leaf and cactus mixed) against one app process.
 Reports errors, p50/p95 latency and the app's resident memory after warm-up (the same clients,
 10 requests each: every batch size the queue forms has been traced) and after the run.
-Targets: zero errors; memory after the run within 100 MB of after warm-up.
+Targets: zero errors; memory after the run within 50 MB of after warm-up.
 
     python benchmarks/load_test.py [--clients 8] [--requests 50] [--url URL --pid PID]
 
@@ -15,7 +15,7 @@ import sys
 
 from common import ROOT, concurrent_requests, example_calls, report, resident_mb, start_server
 
-MEMORY_GROWTH_LIMIT_MB = 100
+MEMORY_GROWTH_LIMIT_MB = 50
 
 
 def main() -> int:

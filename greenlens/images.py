@@ -20,9 +20,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # that refusal becomes the same message as ours.
 MAX_PIXELS = int(os.environ.get("GREENLENS_MAX_PIXELS", 8_192 * 8_192))
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-# Serving decodes uploads to at most this long side: over 6x the largest model input (160), and
-# the size of the Grad-CAM overlay a person sees. A request then holds megabytes, whatever was uploaded.
-SERVING_SIDE = int(os.environ.get("GREENLENS_SERVING_SIDE", 1024))
+# Serving decodes uploads to at most this long side: over 3x the largest model input (160), and
+# the size of the Grad-CAM overlay a person sees. A request then holds about a megabyte, whatever was
+# uploaded: eight 8,000 x 8,000 photos at once cost the app ~90 MB (at 1,024 pixels, ~450 MB).
+SERVING_SIDE = int(os.environ.get("GREENLENS_SERVING_SIDE", 512))
 
 
 class ImageError(ValueError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -9,7 +12,7 @@ import numpy as np
 
 from .backbones import feature_model, get_backbone
 from .batching import predict_images
-from .ood import DistributionGuard
+from .repository import load_guard
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Classifier:
         self.model = repo.model
         self.labels = list(repo.labels)
         self.batch_size = batch_size
-        self.guard = DistributionGuard.load(repo.path)
+        self.guard = load_guard(repo.path, repo.source)
         self.out_of_distribution_label = repo.task.get("out_of_distribution_label", "out of distribution")
         # One forward pass gives both the probabilities and the features the guard reads.
         self._predict_model = feature_model(self.model, self.guard.layers)[0] if self.guard else self.model
@@ -100,3 +103,34 @@ class Classifier:
             "Test ROC AUC": f"{auc:.5f}" if auc is not None else "not recorded",
             "Weights": self.repo.source,
         }
+
+
+class RequestBatcher:
+    """Concurrent requests share one forward pass. Each request decodes its own image first, in its
+    own thread, so an unreadable file fails only its own request; decoded images then wait here
+    while a worker thread classifies whatever is waiting, up to `max_batch` at a time."""
+
+    def __init__(self, classify, max_batch: int):
+        self.classify, self.max_batch = classify, max_batch
+        self.waiting: queue.Queue = queue.Queue()
+        threading.Thread(target=self._serve, daemon=True, name="request-batcher").start()
+
+    def __call__(self, image: np.ndarray):
+        answer: Future = Future()
+        self.waiting.put((image, answer))
+        return answer.result()
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self.waiting.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.waiting.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                for (_, answer), result in zip(batch, self.classify([image for image, _ in batch])):
+                    answer.set_result(result)
+            except Exception as error:  # noqa: BLE001 - the model itself failed: every waiting request hears why
+                for _, answer in batch:
+                    answer.set_exception(error)

@@ -122,23 +122,61 @@ def fetch(source: str) -> tuple[Path, str]:
     return path, f"hf://{repo_id}@{commit[:12]}"
 
 
+def read_json(folder: Path, name: str, description: str | None = None, default=None):
+    """A JSON file of a model repo; a missing or damaged one is a ModelSourceError that names it.
+    With a `default`, a missing file gives the default."""
+    path = Path(folder) / name
+    description = description or str(folder)
+    if not path.is_file():
+        if default is not None:
+            return default
+        raise ModelSourceError(f"{description} is not a complete model repo: {name} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelSourceError(f"{description}: {name} is damaged (not valid JSON: {error}); download or train it again") from None
+
+
+def damaged(description: str, name: str, error: Exception) -> ModelSourceError:
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ModelSourceError(f"{description}: {name} is damaged or truncated ({first_line}); download or train it again")
+
+
+def load_guard(folder: Path, description: str):
+    """The repo's out-of-distribution guard (ood.npz), or None where it has none."""
+    from .ood import DistributionGuard
+
+    try:
+        return DistributionGuard.load(folder)
+    except Exception as error:  # noqa: BLE001 - any unreadable ood.npz: zip, array or key errors
+        raise damaged(description, "ood.npz", error) from None
+
+
 def load(source: str) -> ModelRepo:
-    """Loads a model repo; `safe_mode` refuses models that would run code (Lambda layers)."""
+    """Loads a model repo; `safe_mode` refuses models that would run code (Lambda layers). A missing
+    or damaged file is a ModelSourceError that names it."""
+    import h5py
     import keras
 
     path, description = fetch(source)
-    for name in ("config.json", "model.weights.h5", "labels.json"):
-        if not (path / name).is_file():
-            raise ModelSourceError(f"{description} is not a model repo: {name} is missing")
+    read_json(path, "config.json", description)
+    if not (path / "model.weights.h5").is_file():
+        raise ModelSourceError(f"{description} is not a complete model repo: model.weights.h5 is missing")
+    try:  # Keras reports a truncated weights file with an error of its own (UnboundLocalError)
+        h5py.File(path / "model.weights.h5", "r").close()
+    except OSError as error:
+        raise damaged(description, "model.weights.h5", error) from None
+    labels = read_json(path, "labels.json", description)
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except ValueError as error:
         if "safe_mode" in str(error) or "lambda" in str(error).lower():
             raise ModelSourceError(f"{description} contains code (a Lambda layer) and was refused: {error}") from None
         raise ModelSourceError(f"{description} could not be loaded by Keras: {error}") from None
-    labels = json.loads((path / "labels.json").read_text())
-    task = json.loads((path / "task.json").read_text()) if (path / "task.json").is_file() else {}
-    metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").is_file() else {}
+    except Exception as error:  # noqa: BLE001 - a weights file h5py opens but Keras cannot read
+        raise damaged(description, "model.weights.h5", error) from None
+    task = read_json(path, "task.json", description, default={})
+    metrics = read_json(path, "metrics.json", description, default={})
     return ModelRepo(model, labels, task, metrics, path, description)
 
 
@@ -147,7 +185,8 @@ class PushError(RuntimeError):
 
 
 def push(folder: Path, repo_id: str, private: bool = False, message: str | None = None):
-    """Uploads a model repo folder to the Hub in one commit, creating the repo if needed.
+    """Uploads a model repo folder to the Hub in one commit, creating the repo if needed; the repo's
+    files become exactly the folder's, and `private` makes an existing public repo private.
 
     The card and metrics.json are rewritten to name `repo_id`, so the card's load snippet points
     at the repo it lives in. The token comes from HF_TOKEN or `hf auth login`; it is never printed.
@@ -171,8 +210,15 @@ def push(folder: Path, repo_id: str, private: bool = False, message: str | None 
         record = retarget(staged, repo_id)
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
+            if private and not api.repo_info(repo_id).private:  # create_repo leaves an existing repo as it is
+                api.update_repo_settings(repo_id, private=True)
+            # The folder replaces the repo: files of an earlier push that this one lacks are deleted in the
+            # same commit (a stale ood.npz beside new weights would misjudge every input).
+            pushed = {path.relative_to(staged).as_posix() for path in staged.rglob("*") if path.is_file()}
+            stale = sorted(set(api.list_repo_files(repo_id)) - pushed - {".gitattributes"})
             return api.upload_folder(
-                repo_id=repo_id, folder_path=staged, commit_message=message or commit_message(record)
+                repo_id=repo_id, folder_path=staged, commit_message=message or commit_message(record),
+                delete_patterns=stale or None,
             )
         except HfHubHTTPError as error:
             status = getattr(error.response, "status_code", None)

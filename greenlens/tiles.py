@@ -4,16 +4,15 @@ a cluster load this once each."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .litert import TILE_MODEL, LiteRTModel
-from .ood import DistributionGuard
+from .repository import ModelSourceError, damaged, load_guard, read_json
 
 
-class TileModelMissing(FileNotFoundError):
+class TileModelMissing(ModelSourceError):
     """The model repo has no tile model; the message says how to write one."""
 
 
@@ -24,13 +23,16 @@ class TileClassifier:
         if not (folder / TILE_MODEL).is_file():
             raise TileModelMissing(f"{folder} has no {TILE_MODEL}, the model surveys run: write it with "
                                    f"`python train.py export {folder}`")
-        task = json.loads((folder / "task.json").read_text())
-        self.labels = json.loads((folder / "labels.json").read_text())
+        task = read_json(folder, "task.json")
+        self.labels = read_json(folder, "labels.json")
         self.positive_label = task["positive_label"]
         self.positive_index = self.labels.index(self.positive_label)
         self.tile = int(task.get("survey_tile") or 32)
-        self.model = LiteRTModel(folder / TILE_MODEL, threads=threads)
-        self.guard = DistributionGuard.load(folder)
+        try:
+            self.model = LiteRTModel(folder / TILE_MODEL, threads=threads)
+        except Exception as error:  # noqa: BLE001 - whatever the runtime says of a damaged flatbuffer
+            raise damaged(str(folder), TILE_MODEL, error) from None
+        self.guard = load_guard(folder, str(folder))
 
     @classmethod
     def load(cls, source: str, threads: int | None = None) -> "TileClassifier":

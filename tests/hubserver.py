@@ -49,6 +49,9 @@ class HubStore:
     def private(self, repo_id: str) -> bool:
         return json.loads((self.repo(repo_id) / "settings.json").read_text())["private"]
 
+    def set_private(self, repo_id: str, private: bool) -> None:
+        (self.repo(repo_id) / "settings.json").write_text(json.dumps({"private": private}))
+
     def resolve(self, repo_id: str, revision: str) -> str | None:
         refs = json.loads((self.repo(repo_id) / "refs.json").read_text())
         if revision in refs:
@@ -103,12 +106,15 @@ class HubHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
+    def do_PUT(self):
+        self._dispatch("PUT")
+
     def _dispatch(self, method: str) -> None:
         url = urlparse(self.path)
         self.query = parse_qs(url.query)
         path = url.path
         self.requests.append((method, path, self.headers.get("Authorization")))
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else b""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method in ("POST", "PUT") else b""
         try:
             if method == "POST" and path == "/api/repos/create":
                 return self._create_repo(json.loads(body))
@@ -180,7 +186,7 @@ class HubHandler(BaseHTTPRequestHandler):
         parts = rest.split("/")
         repo_id, action, args = "/".join(parts[:2]), (parts[2] if len(parts) > 2 else "revision"), parts[3:]
         revision = unquote(args[0]) if args else "main"
-        if action in ("preupload", "commit") and not self._check_write():
+        if action in ("preupload", "commit", "settings") and not self._check_write():
             return
         if not self._check_read(repo_id):
             return
@@ -211,6 +217,10 @@ class HubHandler(BaseHTTPRequestHandler):
             ], "commitOid": commit})
         if action == "commit":
             return self._commit(repo_id, revision, body)
+        if action == "settings" and method == "PUT":
+            settings = json.loads(body)
+            self.store.set_private(repo_id, settings.get("visibility", "public") == "private" or bool(settings.get("private")))
+            return self._json({})
         return self._error(404, "Not found")
 
     def _commit(self, repo_id: str, branch: str, body: bytes):

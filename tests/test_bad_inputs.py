@@ -129,3 +129,30 @@ def test_exif_rotation_is_applied(client, task, tmp_path):
     overlay = Image.open(client.predict(handle_file(str(sideways)), api_name=f"/explain_{task}"))
     assert overlay.size == upright.size
     assert_still_serving(client, task)
+
+
+def test_a_corrupt_file_fails_only_its_own_request_among_concurrent_ones(app_url, task, tmp_path):
+    """Eight requests at once, five times, one of them a truncated JPEG: the seven others are answered
+    (they share forward passes with each other), the bad one alone gets its own message."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    image, expected = example(task)
+    bad = tmp_path / "truncated.jpg"
+    bad.write_bytes(truncated_jpeg(image))
+    good = example_files(task)[0][0]
+    clients = [Client(app_url, verbose=False) for _ in range(8)]
+
+    def send(index):
+        path = bad if index == 3 else good
+        try:
+            return clients[index].predict(handle_file(str(path)), api_name=f"/classify_{task}")["label"]
+        except Exception as error:  # noqa: BLE001 - the refusal is what is checked
+            return f"error: {error}"
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            answers = list(pool.map(send, range(8)))
+            assert "damaged or truncated" in answers[3]
+            assert answers[:3] + answers[4:] == [expected] * 7, answers

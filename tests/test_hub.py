@@ -190,3 +190,24 @@ def test_missing_private_and_unreachable_repos_stop_the_app_clearly(pushed, hf_e
         assert result.returncode != 0
         assert "CACTUS_MODEL=" in result.stderr and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_push_replaces_the_repos_files_and_applies_private(pushed, hf_env, hub, tmp_path):
+    """A second push leaves no file of the first behind, and --private makes a public repo private."""
+    import shutil
+
+    repo = "tester/replaced"
+    first = tmp_path / "first"
+    shutil.copytree(pushed["out"], first)
+    (first / "stale-notes.txt").write_text("from an earlier experiment")
+    result, output = run(["train.py", "push", str(first), repo], hf_env)
+    assert result.returncode == 0, output
+    assert "stale-notes.txt" in hub.store.files(repo, hub.store.resolve(repo, "main"))
+    assert not hub.store.private(repo)
+    second = tmp_path / "second"
+    shutil.copytree(pushed["out"], second, ignore=shutil.ignore_patterns("ood.npz"))
+    result, output = run(["train.py", "push", str(second), repo, "--private"], hf_env)
+    assert result.returncode == 0, output
+    remote = set(hub.store.files(repo, hub.store.resolve(repo, "main")))
+    assert remote == {p.name for p in second.iterdir() if p.is_file()}  # no stale-notes.txt, no old ood.npz
+    assert hub.store.private(repo)

@@ -62,3 +62,51 @@ def test_readme_front_matter_is_a_valid_space_config():
     assert meta["app_file"] == "app.py" and (ROOT / meta["app_file"]).is_file()
     assert meta["license"] and meta["title"] and meta["emoji"]
     assert all(repository.parse_hub_id(model) for model in meta["models"])
+
+
+def damage(folder, case):
+    """A copy of the bundled cactus repo with one file truncated, broken or missing."""
+    import shutil
+
+    from .conftest import ROOT
+
+    shutil.copytree(ROOT / "models" / "cactus", folder)
+    truncate = {"weights": "model.weights.h5", "config": "config.json", "guard": "ood.npz", "tiles": "tiles.tflite"}
+    if case in truncate:
+        path = folder / truncate[case]
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    elif case == "labels":
+        (folder / "labels.json").write_text('["cactus", ')
+    elif case == "task":
+        (folder / "task.json").unlink()
+    return folder
+
+
+DAMAGES = {"weights": "model.weights.h5 is damaged or truncated", "config": "config.json is damaged",
+           "guard": "ood.npz is damaged or truncated", "tiles": "tiles.tflite is damaged or truncated",
+           "labels": "labels.json is damaged", "task": "task.json is missing"}
+
+
+@pytest.mark.parametrize("case", list(DAMAGES))
+def test_damaged_model_repo_stops_the_app_naming_the_file(case, tmp_path, monkeypatch):
+    import app
+
+    folder = damage(tmp_path / "cactus", case)
+    monkeypatch.setenv("CACTUS_MODEL", str(folder))
+    with pytest.raises(SystemExit) as stopped:
+        app.load_models("cactus")
+    message = str(stopped.value.code)
+    assert message.startswith("Cannot start: CACTUS_MODEL=") and DAMAGES[case] in message, message
+
+
+def test_damaged_model_repo_stops_the_command_line_naming_the_file(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    folder = damage(tmp_path / "cactus", "weights")
+    run = subprocess.run([sys.executable, "predict.py", str(folder), str(ROOT / "README.md"), "--out", str(tmp_path / "x.csv")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "model.weights.h5 is damaged or truncated" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,32 @@
+"""Hostile and unlucky uploads through the running app over HTTP, with the app's memory measured
+while they are served (benchmarks/hostile_inputs.py, run against the session's app): a zip bomb, a
+zip of 100,000 entries, a 30,000 x 30,000 PNG, eight 8,000 x 8,000 JPEGs at once and eight requests at
+once with one truncated file. Every good request is answered, every bad one refused with its own
+message, the app's peak memory stays within the benchmark's stated bound, and it serves afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from greenlens.examples import example_files
+
+from .conftest import ROOT
+
+
+def test_hostile_uploads_are_refused_or_answered_within_bounded_memory(app, tmp_path):
+    if not example_files("leaf"):
+        pytest.skip("example images not copied in (make examples with the data folder present)")
+    url, process = app
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hostile_inputs.py"), "--url", url, "--pid", str(process.pid)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "BENCHMARK_RESULTS": str(tmp_path)})
+    result = json.loads((tmp_path / "hostile_inputs.json").read_text())
+    failed = [(row["case"], outcome) for row, outcome in zip(result["rows"], result["outcomes"]) if not row["passed"]]
+    assert not failed, failed
+    assert result["rss_growth_mb"] < result["peak_growth_limit_mb"] == 250, result
+    assert run.returncode == 0 and process.poll() is None, run.stdout + run.stderr
