@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402  (Gradio's own dependency: what its Dataframe shows)
 from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
@@ -103,7 +104,15 @@ def read_upload(path: str | None):
         raise gr.Error(str(error)) from None
 
 
-def classify_fn(classifier: Classifier):
+def as_tool(function, name: str, doc: str):
+    """Names an endpoint function after its API name and documents it: MCP clients list it as a tool
+    by that name, with the docstring's Args as the description of each input."""
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
+
+
+def classify_fn(classifier: Classifier, task_name: str):
     """The endpoint function: an uploaded file path -> the label, with every class's probability;
     the top label names the out-of-distribution case when the guard flags it.
 
@@ -116,14 +125,31 @@ def classify_fn(classifier: Classifier):
         prediction = run(read_upload(path))
         return prediction.as_label_data()
 
-    return classify
+    task = TASKS[task_name]
+    labels = " or ".join(f'"{label}"' for label in task.labels)
+    return as_tool(classify, f"classify_{task_name}", f"""{task.summary} {task.scope}
+
+    Args:
+        path: the image: an http(s) URL, a data: URL (data:image/jpeg;base64,...) or an uploaded file; JPEG, PNG, WebP, GIF, BMP or TIFF.
+
+    Returns:
+        {{"label": the answer, exactly {labels}, or "{task.out_of_distribution_label}" when the image does not look like the
+        training images; "confidences": [{{"label": class, "confidence": probability}} for every class, highest first]}}.
+    """)
 
 
-def explain_fn(classifier: Classifier):
+def explain_fn(classifier: Classifier, task_name: str):
     def explain(path: str | None):
         return classifier.explain(read_upload(path))
 
-    return explain
+    return as_tool(explain, f"explain_{task_name}", f"""Where the {TASKS[task_name].title.lower()} model looked for its answer: Grad-CAM.
+
+    Args:
+        path: the image: an http(s) URL, a data: URL or an uploaded file.
+
+    Returns:
+        The image (at most {SERVING_SIDE} pixels on its long side) with a heat map of where the model looked.
+    """)
 
 
 def facts_markdown(classifier: Classifier) -> str:
@@ -133,7 +159,7 @@ def facts_markdown(classifier: Classifier) -> str:
 
 def build_tab(task_name: str, classifier: Classifier) -> None:
     task = TASKS[task_name]
-    classify = classify_fn(classifier)
+    classify = classify_fn(classifier, task_name)
     gr.Markdown(f"*{task.scope}*")
     with gr.Row():
         with gr.Column():
@@ -149,9 +175,10 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
             gr.Markdown(facts_markdown(classifier))
     button.click(
         classify, image, label, api_name=f"classify_{task_name}", concurrency_limit=MAX_BATCH_SIZE,
-        api_description=f"{task.summary} Image file in; label and probability of every class out.",
+        api_description=f"{task.summary} Image in (URL, data: URL or file); out: the label (exactly "
+        f"{' or '.join(repr(label) for label in task.labels)}, or {task.out_of_distribution_label!r}) and every class's probability.",
     )
-    explain = explain_fn(classifier)
+    explain = explain_fn(classifier, task_name)
     gr.on(
         [button.click, show_heat.change], lambda path, show: gr.Image(value=explain(path) if show and path else None, visible=show),
         [image, show_heat], heat, api_visibility="private",
@@ -163,11 +190,15 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
     )
     examples = example_files(task_name)
     if examples:
-        gr.Examples(
-            examples=[[str(path)] for path, _ in examples], inputs=image, outputs=label, fn=classify,
-            run_on_click=True, example_labels=[expected for _, expected in examples],
-            api_visibility="private",
-        )
+        # Thumbnails with the expected label under each: click one to classify it.
+        gallery = gr.Gallery([(str(path), f"expected: {expected}") for path, expected in examples],
+                             label="Examples: click one", columns=len(examples), height=190, allow_preview=False,
+                             object_fit="contain", elem_id=f"examples-{task_name}")
+
+        def pick(selected: gr.SelectData) -> str:
+            return str(examples[selected.index][0])
+
+        gallery.select(pick, None, image, api_visibility="private").then(classify, image, label, api_visibility="private")
     else:
         gr.Markdown("*Example images are not installed: run `make examples` with the data folder present.*")
 
@@ -184,9 +215,18 @@ def batch_fn(classifier: Classifier, task_name: str):
                            f"{result.failures[-1][1]}")
         if result.failures:
             gr.Warning(f"Skipped {len(result.failures)} unreadable file(s): {', '.join(n for n, _ in result.failures[:5])}")
-        return result.rows(), str(path), [{"file": name, "error": why} for name, why in result.failures]
+        table = pd.DataFrame(result.rows(), columns=result.columns)
+        return table, str(path), [{"file": name, "error": why} for name, why in result.failures]
 
-    return classify_files
+    return as_tool(classify_files, f"batch_{task_name}", f"""Classifies many images at once with the {TASKS[task_name].title.lower()} model.
+
+    Args:
+        files: image files and zips of images (URLs, data: URLs or uploaded files).
+
+    Returns:
+        A table with one row per readable image (file, label, each class's probability, out_of_distribution), the
+        same as a CSV file, and the files skipped with why.
+    """)
 
 
 def build_batch(task_name: str, classifier: Classifier) -> None:
@@ -222,7 +262,22 @@ def survey_fn(tiles: TileClassifier):
             gr.Warning(summary["warning"])
         return str(result.files["overlay"]), summary, str(result.files["tiles"]), [str(f) for f in result.files.values()]
 
-    return run_survey
+    return as_tool(run_survey, "survey_files", SURVEY_DOC + "\n        Also the list of every output file.\n    ")
+
+
+SURVEY_DOC = """Surveys an aerial image or drone orthomosaic for cacti: the image is cut into tiles at the training scale,
+    every tile classified, and the positive tiles counted and mapped.
+
+    Args:
+        path: a GeoTIFF (any CRS; nodata or alpha outside the flown area), PNG or JPEG: URL, data: URL or uploaded file.
+        stride: source pixels between tiles (default: the tile size).
+        threshold: probability from which a tile counts as positive (default 0.5).
+        tile_size: source pixels per training tile (32 at the training ground resolution).
+
+    Returns:
+        A preview image with the positive tiles highlighted; the summary (tiles, cactus_tiles, cactus_fraction,
+        nodata_tiles, ood_tiles, crs, surveyed_ha, cactus_tiles_per_ha, patches, warning); the tiles CSV.
+    """
 
 
 def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
@@ -256,6 +311,8 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
     def survey(path: str | None, stride: float = tile, threshold: float = 0.5, tile_size: float = tile,
                progress=gr.Progress()):
         return run(path, stride, threshold, tile_size, progress)[:3]
+
+    as_tool(survey, "survey", SURVEY_DOC)
 
     # /survey keeps its three outputs for existing callers; its button is never shown.
     gr.Button(visible=False).click(
@@ -295,4 +352,7 @@ def stop_on_sigterm(signum, frame):
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     demo = build_demo({task: load_models(task) for task in MODEL_VARIABLES})
-    demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(HERE / "examples")])
+    # The endpoints are also Model Context Protocol tools for assistants (/gradio_api/mcp/), unless
+    # GRADIO_MCP_SERVER is false.
+    mcp = os.environ.get("GRADIO_MCP_SERVER", "true").lower() not in ("0", "false", "no")
+    demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(HERE / "examples")], mcp_server=mcp)

@@ -1,92 +1,10 @@
-"""Classify images from the command line, survey a large aerial image, or write a Kaggle submission.
+"""Classify images, survey aerial images and orthomosaics, or write a Kaggle submission:
+`python predict.py --help` (the same as `greenlens predict` and `greenlens survey`; the code is
+greenlens/predict_cli.py)."""
 
-    python predict.py models/leaf photos/ --out predictions.csv         # a folder, a zip or image files
-    python predict.py models/cactus DATA/aerial-cactus/test --kaggle-submission --out submission.csv
-    python predict.py models/cactus ortho.tif --survey --out survey/     # GeoTIFF, PNG or JPEG: map, counts, density
-    python predict.py models/cactus flights/*.tif --survey --out season/ --scheduler local:2   # one subfolder each
-
-MODEL is a model folder or a Hub repo id (org/name, hf://org/name, org/name@revision).
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import os
 import sys
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="model folder or Hub repo id")
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files, folders or zip files (rasters with --survey)")
-    parser.add_argument("--out", type=Path, required=True, help="CSV file to write (a folder with --survey)")
-    parser.add_argument("--kaggle-submission", action="store_true",
-                        help="write the competition's submission format (id,has_cactus) like sample_submission.csv")
-    parser.add_argument("--survey", action="store_true",
-                        help="tile aerial images or orthomosaics and map the positive tiles (see greenlens.survey)")
-    parser.add_argument("--tile-size", type=int, default=32,
-                        help="survey: source pixels per tile, resampled to the model's 32 x 32 (default 32)")
-    parser.add_argument("--stride", type=int, help="survey: source pixels between tiles (default: the tile size)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="survey: probability that counts as a hit")
-    parser.add_argument("--scheduler", metavar="ADDRESS|local:N",
-                        help="survey: spread the work over a Dask cluster (a scheduler's address, or N local workers)")
-    args = parser.parse_args(argv)
-    if args.survey:
-        return survey(args)
-
-    from greenlens.inference import Classifier
-    from greenlens.repository import ModelSourceError
-
-    try:
-        classifier = Classifier.load(args.model)
-    except ModelSourceError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    from greenlens.batch import classify_to_csv
-
-    try:
-        result = classify_to_csv(classifier, args.inputs, args.out, kaggle_submission=args.kaggle_submission)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"Wrote {len(result.names)} rows to {args.out}")
-    if result.failures:
-        print(f"Skipped {len(result.failures)} unreadable file(s):", file=sys.stderr)
-        for name, why in result.failures[:20]:
-            print(f"  {name}: {why}", file=sys.stderr)
-    return 0 if result.names else 1
-
-
-def survey(args) -> int:
-    from tqdm.auto import tqdm
-
-    from greenlens.repository import ModelSourceError
-    from greenlens.survey import SurveyError, survey_rasters
-
-    try:
-        with tqdm(desc="Surveying", unit="tile", unit_scale=True) as bar:
-            def progress(done, total):
-                bar.total = total
-                bar.update(done - bar.n)
-
-            results = survey_rasters(args.inputs, args.model, args.out, args.stride, args.threshold, args.tile_size,
-                                     args.scheduler, progress, subfolders=len(args.inputs) > 1)
-    except (SurveyError, ModelSourceError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    for result in results:
-        summary = json.loads(result.files["summary"].read_text())
-        print(f"{result.name}: {json.dumps(summary)}")
-        if summary["warning"]:
-            print(f"warning: {result.name}: {summary['warning']}", file=sys.stderr)
-    where = args.out if len(results) == 1 else f"{args.out}/<raster>/ and {args.out / 'surveys.csv'}"
-    print(f"Wrote {', '.join(path.name for path in results[0].files.values())} to {where}")
-    return 0
-
+from greenlens.predict_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

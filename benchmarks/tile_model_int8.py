@@ -9,9 +9,7 @@ validation accuracy is within 0.1 point of float32 and it is faster.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import io
 import os
 import tempfile
 import time
@@ -22,21 +20,10 @@ from common import ROOT, report
 
 from greenlens.backbones import feature_model, get_backbone
 from greenlens.images import decode_image
-from greenlens.litert import TILE_MODEL, LiteRTModel
+from greenlens.litert import TILE_MODEL, LiteRTModel, convert
 from greenlens.ood import DistributionGuard
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
-
-
-def int8_flatbuffer(keras_model, calibration: np.ndarray) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([calibration[i : i + 10]] for i in range(0, len(calibration), 10))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
 
 
 def main() -> None:
@@ -57,7 +44,7 @@ def main() -> None:
     calibration = np.stack([decode_image(DATA_DIR / "aerial-cactus" / "train" / training[i]["id"]) for i in chosen]).astype(np.float32)
     layers = list(get_backbone("mobilenet_v2").guard_layers)
     int8 = Path(tempfile.mkdtemp()) / "tiles_int8.tflite"
-    int8.write_bytes(int8_flatbuffer(feature_model(model, layers, 32)[0], calibration))
+    int8.write_bytes(convert(feature_model(model, layers, 32)[0], calibration))
     guard = DistributionGuard.load(folder)
     rows = []
     for name, path in (("float32 (ships)", folder / TILE_MODEL), ("int8, full integer", int8)):

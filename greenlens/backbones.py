@@ -139,11 +139,12 @@ def feature_model(model: keras.Model, layers: list[str], tile: int | None = None
     return keras.Model(inputs, [keras.layers.Concatenate()(groups), p.head(pooled)]), sizes
 
 
-def tile_model(model: keras.Model, tile: int) -> keras.Model:
-    """`model` for tile x tile inputs: the same layers and weights, probabilities only."""
+def fixed_size_model(model: keras.Model, side: int) -> keras.Model:
+    """`model` for side x side inputs only (any batch): the same layers and weights, probabilities
+    only. At the model's own input size the resize is a no-op: what LiteRT and ONNX runtimes take."""
     p = parts(model)
-    inputs, x = _tile_input(p, tile)
-    return keras.Model(inputs, p.head(p.backbone(x)), name="tile_classifier")
+    inputs, x = _tile_input(p, side)
+    return keras.Model(inputs, p.head(p.backbone(x)), name="fixed_size_classifier")
 
 
 def _tile_input(p: ClassifierParts, tile: int):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
+# In a checkout, the template at the top of the repository; installed with pip, its copy in share/greenlens.
+TEMPLATE = next((path for path in (Path(__file__).resolve().parent.parent / "model_card.md",
+                                   Path(sys.prefix) / "share" / "greenlens" / "model_card.md") if path.is_file()),
+                Path("model_card.md"))
 
 DATASETS = {
     "leaf": {
@@ -89,6 +93,7 @@ def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
         versions_text=", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         command=info["command"],
         ood=info.get("ood"),
+        runtimes=info.get("runtimes"),
         out_of_distribution_label=task.get("out_of_distribution_label", "out of distribution"),
     )
 

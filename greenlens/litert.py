@@ -23,12 +23,19 @@ TILE_MODEL = "tiles.tflite"
 BATCH = 64
 
 
-def convert(model) -> bytes:
-    """A Keras model as a LiteRT flatbuffer (float32)."""
+def convert(model, calibration: np.ndarray | None = None) -> bytes:
+    """A Keras model as a LiteRT flatbuffer: float32, or with `calibration` images full-integer int8
+    (post-training; float32 input and output)."""
     import tensorflow as tf
 
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        batches = [calibration[i : i + 10].astype(np.float32) for i in range(0, len(calibration), 10)]
+        converter.representative_dataset = lambda: ([batch] for batch in batches)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the exported signatures
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        return converter.convert()
 
 
 def write_tile_model(model, folder: Path, tile: int, guard_layers: list[str]) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, evaluation, guard_fitting, litert, repository
+from . import data, evaluation, guard_fitting, litert, repository, runtimes
 from .backbones import get_backbone
 from .batch import probability_column
 from .card import render_card
@@ -42,6 +42,7 @@ def train_task(
     limit: int | None = None,
     other_images: dict[str, list[np.ndarray]] | None = None,
     log=print,
+    int8: bool = True,
 ) -> dict:
     """Trains `task` on `data_dirs` and writes the model repo to `out_dir` atomically.
 
@@ -132,16 +133,20 @@ def train_task(
         "versions": _versions(),
         "command": command,
     }
-    write_repo(out_dir, task, result.model, record, probabilities, splits, guard)
+    write_repo(out_dir, task, result.model, record, probabilities, splits, guard, int8)
     log(f"Wrote {out_dir}")
     return record
 
 
 def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: dict[str, np.ndarray],
-               splits: dict[str, data.Examples], guard) -> None:
+               splits: dict[str, data.Examples], guard, int8: bool = True) -> None:
     with repository.atomic_directory(out_dir) as folder:
         repository.save_model(model, folder)
         guard.save(folder)
+        test, train = splits["test"], splits["train"]
+        calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]
+        runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if int8 else None)
+        record["runtimes"] = runtimes.measure(folder, model, test.images, test.labels)
         repository.write_json(folder / "labels.json", task.labels)
         repository.write_json(folder / "task.json", record["task"])
         repository.write_json(folder / "metrics.json", record)
@@ -220,3 +225,45 @@ def _versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def export(model_dir: Path, data_root: Path | None, log=print) -> dict | None:
+    """(Re)writes the files for other runtimes into an existing model repo: the survey tile model, and
+    classifier.tflite / classifier.onnx. With `data_root` (the parent of the data folders the repo's
+    test.csv names), int8 is tried and every format measured on the repo's own test split, and the
+    numbers go into metrics.json and the card. Weights untouched. Returns the measurement."""
+    import json
+
+    from .tasks import get_task
+
+    folder = Path(model_dir)
+    repo = repository.load(str(folder))
+    task = get_task(repo.task["name"])
+    if task.survey_tile:
+        litert.write_tile_model(repo.model, folder, task.survey_tile, list(get_backbone(repo.task["backbone"]).guard_layers))
+        log(f"Wrote {folder / litert.TILE_MODEL}")
+    record = json.loads((folder / "metrics.json").read_text())
+    held_out = {split: _read_listed(folder / f"{split}.csv", data_root, task) for split in ("test", "validation")} if data_root else {}
+    if held_out and held_out["test"] and held_out["validation"]:
+        calibration = runtimes.at_input_size(repo.model, held_out["validation"][0][:200])
+        log(f"Wrote {', '.join(runtimes.write(repo.model, folder, calibration))}")
+        images, labels = held_out["test"]
+        record["runtimes"] = runtimes.measure(folder, repo.model, images, labels)
+    else:
+        log(f"Wrote {', '.join(runtimes.write(repo.model, folder))} (not measured: the data is not at hand)")
+        record["runtimes"] = None
+    repository.write_json(folder / "metrics.json", record)
+    render_card(record).save(folder / "README.md")
+    return record["runtimes"]
+
+
+def _read_listed(listing: Path, data_root: Path, task: Task) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """The images a repo's test.csv or validation.csv names, with their labels; None if any is missing."""
+    from .images import decode_image
+
+    with open(listing, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    paths = [Path(data_root) / row["file"] for row in rows]
+    if not rows or not all(path.is_file() for path in paths):
+        return None
+    return [decode_image(path) for path in paths], np.array([task.labels.index(row["label"]) for row in rows])

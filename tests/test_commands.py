@@ -50,7 +50,7 @@ def test_unknown_recipe_is_refused_with_the_choices():
 
 
 def test_recorded_command_has_no_machine_paths(tmp_path, monkeypatch):
-    import train
+    from greenlens import train_cli as train
 
     data_root = tmp_path / "datasets"
     monkeypatch.setattr(train, "DATA_DIR", data_root)
@@ -63,14 +63,17 @@ def test_recorded_command_has_no_machine_paths(tmp_path, monkeypatch):
     assert train.portable_command(["leaf", "--out", "relative/out"]) == "python train.py leaf --out relative/out"
 
 
-def test_export_writes_the_tile_model_into_a_model_folder(tmp_path):
+def test_export_writes_the_runtime_files_into_a_model_folder(tmp_path):
     import shutil
 
     from greenlens.litert import TILE_MODEL
 
     folder = tmp_path / "cactus"
-    shutil.copytree(ROOT / "models" / "cactus", folder, ignore=shutil.ignore_patterns(TILE_MODEL))
-    result = subprocess.run([sys.executable, "train.py", "export", str(folder)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    shutil.copytree(ROOT / "models" / "cactus", folder, ignore=shutil.ignore_patterns(TILE_MODEL, "classifier*"))
+    result = subprocess.run([sys.executable, "train.py", "export", str(folder), "--data-root", str(tmp_path / "no-data")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert Path(folder / TILE_MODEL).read_bytes()[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    assert "not measured: the data is not at hand" in result.stdout
+    for name in (TILE_MODEL, "classifier.tflite"):
+        assert Path(folder / name).read_bytes()[4:8] == b"TFL3"  # the flatbuffer's file identifier
+    assert (folder / "classifier.onnx").stat().st_size > 1_000_000

@@ -57,8 +57,12 @@ def test_readme_front_matter_is_a_valid_space_config():
     from .conftest import ROOT
 
     meta = metadata_load(ROOT / "README.md")
-    pinned = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    from packaging.requirements import Requirement
+
+    pinned = {Requirement(line).name: str(Requirement(line).specifier).lstrip("=")
+              for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line}
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == pinned["gradio"]
+    assert "mcp-server" in meta["tags"]
     assert meta["app_file"] == "app.py" and (ROOT / meta["app_file"]).is_file()
     assert meta["license"] and meta["title"] and meta["emoji"]
     assert all(repository.parse_hub_id(model) for model in meta["models"])

@@ -59,7 +59,7 @@ def leaf_run(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("repo") / "leaf"
     record = train_task(
         LEAF, [leaf_dir / "color", leaf_dir / "segmented"], out, small_config(LEAF, weights),
-        repo_id="test/leaf", command="pytest", recipe_name="mobilenet_v2", limit=80, log=lambda *_: None,
+        repo_id="test/leaf", command="pytest", recipe_name="mobilenet_v2", limit=80, log=lambda *_: None, int8=False,
     )
     return out, record
 
@@ -122,7 +122,7 @@ def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
     out = tmp_path / "cactus"
     record = train_task(
         CACTUS, [cactus_dir], out, small_config(CACTUS, imagenet_weights),
-        repo_id="test/cactus", command="pytest", recipe_name="mobilenet_v2", limit=300, log=lambda *_: None,
+        repo_id="test/cactus", command="pytest", recipe_name="mobilenet_v2", limit=300, log=lambda *_: None, int8=False,
     )
     assert record["counts"]["total"] == 300
     assert abs(record["counts"]["test"] - 45) <= 3 and abs(record["counts"]["validation"] - 45) <= 3
