@@ -42,12 +42,13 @@ def train_task(
     limit: int | None = None,
     other_images: dict[str, list[np.ndarray]] | None = None,
     log=print,
-    int8: bool = True,
+    exports: str = "all",
 ) -> dict:
     """Trains `task` on `data_dirs` and writes the model repo to `out_dir` atomically.
 
     Returns the run record that is also written as metrics.json. Its headline `metrics` are
-    measured on the test split, which nothing in training or selection looked at."""
+    measured on the test split, which nothing in training or selection looked at. `exports`: "all"
+    (LiteRT, int8 where it keeps accuracy, ONNX), "float" (no int8 attempt) or "none"."""
     started = time.perf_counter()
     examples = data.find_examples(task, data_dirs, group_csv)
     if limit:
@@ -133,20 +134,21 @@ def train_task(
         "versions": _versions(),
         "command": command,
     }
-    write_repo(out_dir, task, result.model, record, probabilities, splits, guard, int8)
+    write_repo(out_dir, task, result.model, record, probabilities, splits, guard, exports)
     log(f"Wrote {out_dir}")
     return record
 
 
 def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: dict[str, np.ndarray],
-               splits: dict[str, data.Examples], guard, int8: bool = True) -> None:
+               splits: dict[str, data.Examples], guard, exports: str = "all") -> None:
     with repository.atomic_directory(out_dir) as folder:
         repository.save_model(model, folder)
         guard.save(folder)
         test, train = splits["test"], splits["train"]
-        calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]
-        runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if int8 else None)
-        record["runtimes"] = runtimes.measure(folder, model, test.images, test.labels)
+        if exports != "none":
+            calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]
+            runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if exports == "all" else None)
+            record["runtimes"] = runtimes.measure(folder, model, test.images, test.labels)
         repository.write_json(folder / "labels.json", task.labels)
         repository.write_json(folder / "task.json", record["task"])
         repository.write_json(folder / "metrics.json", record)

@@ -103,7 +103,9 @@ def add_train_command(commands, task: Task) -> None:
     sub.add_argument("--repo-id", default=f"greenlens/{task.name}-classifier", help="Hub repo id named on the card")
     sub.add_argument("--ood-data", type=Path, help="a folder of other images (e.g. the other task's) to measure "
                      "the out-of-distribution guard on, besides generated ones")
-    sub.add_argument("--skip-int8", action="store_true", help="do not try an int8 LiteRT model (saves ~10 s)")
+    sub.add_argument("--exports", choices=["all", "float", "none"], default="all",
+                     help="files for other runtimes: LiteRT and ONNX with an int8 attempt (all, default), without "
+                     "the int8 attempt (float), or none (the survey's tile model is always written)")
     add_push_options(sub)
     sub.add_argument("--push-to-hub", metavar="ORG/NAME", help="after training, upload the model repo here")
 
@@ -125,7 +127,7 @@ def train(args, argv: list[str]) -> int:
     try:
         train_task(task, args.data, args.out, config, repo_id, portable_command(argv), args.recipe,
                    args.validation_fraction, args.test_fraction, args.groups, args.limit, read_other_images(args.ood_data),
-                   int8=not args.skip_int8)
+                   exports=args.exports)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

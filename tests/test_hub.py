@@ -47,9 +47,9 @@ def run(args, env, timeout=300):
     return result, result.stdout + result.stderr
 
 
-def train_args(data_dir, out, seed=0):
+def train_args(data_dir, out, seed=0, exports="none"):
     return ["train.py", "cactus", "--data", str(data_dir), "--out", str(out), "--weights", "none", "--image-size", "32",
-            "--head-epochs", "2", "--fine-tune-epochs", "1", "--seed", str(seed), "--skip-int8"]
+            "--head-epochs", "2", "--fine-tune-epochs", "1", "--seed", str(seed), "--exports", exports]
 
 
 def sha256(path) -> str:
@@ -68,7 +68,7 @@ def pushed(hub, hf_env, tmp_path_factory):
         rows.append(f"t{index}.jpg,{index % 2}")
     (data_dir / "train.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path_factory.mktemp("models") / "cactus"
-    result, output = run([*train_args(data_dir, out), "--push-to-hub", REPO], hf_env)
+    result, output = run([*train_args(data_dir, out, exports="float"), "--push-to-hub", REPO], hf_env)
     assert result.returncode == 0, output
     first_commit = hub.store.resolve(REPO, "main")
     return {"data": data_dir, "out": out, "output": output, "commit": first_commit}
@@ -84,6 +84,8 @@ def test_push_uploads_the_whole_folder_and_prints_the_snippet(hub, pushed):
             "training_curves.png", "confusion_matrix.png", "roc_curve.png", "validation.csv", "test.csv",
             "classifier.tflite", "classifier.onnx", "tiles.tflite", "ood.npz"} <= set(remote)
     assert hub.store.blob(REPO, remote["model.weights.h5"]) == (pushed["out"] / "model.weights.h5").read_bytes()
+    record = json.loads((pushed["out"] / "metrics.json").read_text())["runtimes"]  # written and measured by the run
+    assert set(record["formats"]) == {"Keras", "classifier.tflite", "classifier.onnx"}  # --exports float: no int8
     card = hub.store.blob(REPO, remote["README.md"]).decode()
     assert f'keras.saving.load_model("hf://{REPO}")' in card
     message = json.loads((hub.store.repo(REPO) / "commits" / f"{pushed['commit']}.json").read_text())["message"]
@@ -186,8 +188,11 @@ def test_missing_private_and_unreachable_repos_stop_the_app_clearly(pushed, hf_e
          "set HF_TOKEN"),
         ({**hf_env, "CACTUS_MODEL": "tester/elsewhere", "HF_ENDPOINT": "http://127.0.0.1:9"}, "could not be downloaded"),
     ]
-    for env, message in cases:
-        result, output = run(["app.py"], env, timeout=180)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(cases)) as pool:  # three app starts that each stop early: at once
+        results = list(pool.map(lambda case: run(["app.py"], case[0], timeout=180)[0], cases))
+    for result, (_, message) in zip(results, cases):
         assert result.returncode != 0
         assert "CACTUS_MODEL=" in result.stderr and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

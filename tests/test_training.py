@@ -59,7 +59,7 @@ def leaf_run(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("repo") / "leaf"
     record = train_task(
         LEAF, [leaf_dir / "color", leaf_dir / "segmented"], out, small_config(LEAF, weights),
-        repo_id="test/leaf", command="pytest", recipe_name="mobilenet_v2", limit=80, log=lambda *_: None, int8=False,
+        repo_id="test/leaf", command="pytest", recipe_name="mobilenet_v2", limit=80, log=lambda *_: None, exports="none",
     )
     return out, record
 
@@ -122,7 +122,7 @@ def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
     out = tmp_path / "cactus"
     record = train_task(
         CACTUS, [cactus_dir], out, small_config(CACTUS, imagenet_weights),
-        repo_id="test/cactus", command="pytest", recipe_name="mobilenet_v2", limit=300, log=lambda *_: None, int8=False,
+        repo_id="test/cactus", command="pytest", recipe_name="mobilenet_v2", limit=300, log=lambda *_: None, exports="none",
     )
     assert record["counts"]["total"] == 300
     assert abs(record["counts"]["test"] - 45) <= 3 and abs(record["counts"]["validation"] - 45) <= 3
@@ -148,9 +148,9 @@ def test_pipeline_runs_anywhere_on_generated_images(generated_cactus_dir, tmp_pa
     out = tmp_path / "model"
     record = train_task(
         CACTUS, [generated_cactus_dir], out, small_config(CACTUS, None, image_size=32, fine_tune_after="block_12_add"),
-        repo_id="test/generated", command="pytest", recipe_name="mobilenet_v2", log=lambda *_: None,
+        repo_id="test/generated", command="pytest", recipe_name="mobilenet_v2", log=lambda *_: None, exports="none",
     )
-    assert REPO_FILES | {"tiles.tflite"} <= {p.name for p in out.iterdir()}
+    assert REPO_FILES | {"tiles.tflite"} <= {p.name for p in out.iterdir()}  # the survey's tile model, always
     assert record["weights_description"].startswith("none") and record["run"]["weights"] == "none"
     task = json.loads((out / "task.json").read_text())
     assert (task["alpha"], task["fine_tune_after"], task["survey_tile"]) == (0.5, "block_12_add", 32)
