@@ -1,7 +1,7 @@
 """Surveys spread over a Dask distributed cluster: the chunks of every raster go to the workers, each
 worker loads the model once and reads its own windows from the raster's path (no pixels travel from
 the client), and the client puts the results back in chunk order. A chunk is classified exactly as
-in a single process (greenlens.survey.classify_chunk), so the numbers are the same.
+in a single process (greenlens.tiling.classify_chunk), so the numbers are the same.
 
 `scheduler` is "local:N" (a local cluster of N worker processes) or the address of a running
 scheduler (`dask scheduler` + `dask worker ADDRESS`, or one started by dask-jobqueue or
@@ -58,8 +58,8 @@ def _classify(model_source: str, raster_path: str, grid, chunk):
     from distributed import get_worker
 
     from .rasters import open_raster
-    from .survey import classify_chunk
     from .tiles import TileClassifier
+    from .tiling import classify_chunk
 
     if model_source not in _loaded:
         _loaded[model_source] = TileClassifier.load(model_source, threads=get_worker().state.nthreads)

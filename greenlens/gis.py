@@ -76,8 +76,6 @@ def write_outputs(result, out_dir: Path) -> dict:
     """Every output file of one survey into `out_dir`; returns the summary."""
     from PIL import Image
 
-    from .survey import overlay, write_summary
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     found = patches(result)
@@ -92,7 +90,8 @@ def write_outputs(result, out_dir: Path) -> dict:
         write_probability_tif(result, files["probability"])
     # Level 1: a 4,096-pixel preview compresses in a fraction of the time of the default, a little larger.
     Image.fromarray(overlay(result)).save(files["overlay"], compress_level=1)
-    summary = write_summary(result, files["summary"], len(found))
+    summary = result.summary(len(found))
+    files["summary"].write_text(json.dumps(summary, indent=2) + "\n")
     result.files = files
     return summary
 
@@ -187,3 +186,58 @@ def write_survey_table(results, path: Path) -> None:
         writer.writeheader()
         for result, summary in zip(results, summaries):
             writer.writerow({"raster": result.name, **{k: "" if v is None else v for k, v in summary.items()}})
+
+
+def overlay(result, strip: int = 256) -> np.ndarray:
+    """The preview (at most tiling.PREVIEW_SIDE pixels on its long side): positive tiles tinted by their
+    probability and outlined, tiles the guard flagged tinted blue, the rest dimmed, no data grey.
+    Drawn in strips of rows, so its float temporaries stay small whatever the preview's size."""
+    pixels, valid = result.preview.copy(), result.preview_valid
+    height, width = valid.shape
+    grid = result.grid
+    # Each preview pixel takes the largest value of the tiles that cover its source pixel.
+    ys = (np.arange(height) + 0.5) * grid.height / height
+    xs = (np.arange(width) + 0.5) * grid.width / width
+    heat_grid = np.where(result.hits, result.probability, 0).astype(np.float32)
+    odd_grid = (result.flagged & result.classified).astype(np.float32)
+    hit = np.zeros((height, width), bool)
+    highlight = np.array([255, 40, 200], np.float32)  # magenta: stands out on desert greens and browns
+    for top in range(0, height, strip):
+        rows = slice(top, top + strip)
+        heat = _covering_max(heat_grid, grid, ys[rows], xs)
+        odd = _covering_max(odd_grid, grid, ys[rows], xs) > 0
+        hit[rows] = heat > 0
+        part = pixels[rows].astype(np.float32)
+        alpha = (0.15 + 0.35 * heat)[..., None]
+        shown = np.where(hit[rows][..., None], part * (1 - alpha) + highlight * alpha, part * 0.5)
+        blue = odd & ~hit[rows]
+        shown[blue] = shown[blue] * 0.6 + np.array([40, 120, 255], np.float32) * 0.4
+        shown[~valid[rows]] = 60
+        pixels[rows] = np.clip(shown, 0, 255).astype(np.uint8)
+    pixels[hit & ~_eroded(hit)] = highlight.astype(np.uint8)
+    return pixels
+
+
+def _covering_max(values: np.ndarray, grid, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """For source coordinates ys x xs, the largest of `values` over the tiles covering each point."""
+    span = -(-grid.tile_size // grid.stride)  # tiles that can cover one point, along each axis
+    padded = np.pad(values, ((span, span), (span, span)))
+    covering = np.zeros((len(ys), len(xs)), np.float32)
+    for dr in range(span):
+        for dc in range(span):
+            rows = np.floor(ys / grid.stride).astype(int) - dr
+            cols = np.floor(xs / grid.stride).astype(int) - dc
+            inside_r = (rows >= 0) & (rows < grid.rows) & (ys < rows * grid.stride + grid.tile_size)
+            inside_c = (cols >= 0) & (cols < grid.cols) & (xs < cols * grid.stride + grid.tile_size)
+            part = padded[np.ix_(rows + span, cols + span)] * np.outer(inside_r, inside_c)
+            np.maximum(covering, part, out=covering)
+    return covering
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return inner

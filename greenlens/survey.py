@@ -14,144 +14,17 @@ so both give the same numbers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .rasters import Raster, RasterError, Window, open_raster
 from .tiles import TileClassifier, TileModelMissing
+from .tiling import CHUNK, TILE, Chunk, ChunkResult, Grid, SurveyError, classify_chunk  # noqa: F401 - the survey's API
 
-TILE = 32  # source pixels per tile by default: the training tiles' size at their ground resolution
-CHUNK = 2048  # source pixels per side of a chunk, about: 12 MB of RGB at a time
 # A survey whose classified tiles are mostly flagged by the guard says so plainly.
 MOSTLY_OUT_OF_DISTRIBUTION = 0.5
-PREVIEW_SIDE = 4096
-
-
-class SurveyError(ValueError):
-    """An image or setting that cannot be surveyed; the message is meant for the user."""
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Tiles of `tile_size` source pixels every `stride` pixels, each resampled to the model's tile."""
-
-    width: int
-    height: int
-    tile_size: int
-    stride: int
-    model_tile: int
-
-    def __post_init__(self):
-        if self.tile_size < 1 or self.stride < 1:
-            raise SurveyError("tile size and stride must be at least 1 pixel")
-        if (self.stride * self.model_tile) % self.tile_size:
-            step = self.tile_size // np.gcd(self.tile_size, self.model_tile)
-            raise SurveyError(f"with --tile-size {self.tile_size}, the stride must be a multiple of {step} pixels "
-                              f"(tiles are resampled to {self.model_tile} x {self.model_tile})")
-        if self.width < self.tile_size or self.height < self.tile_size:
-            raise SurveyError(f"the image is {self.width} x {self.height} pixels, smaller than one "
-                              f"{self.tile_size} x {self.tile_size} tile")
-
-    @property
-    def rows(self) -> int:
-        return (self.height - self.tile_size) // self.stride + 1
-
-    @property
-    def cols(self) -> int:
-        return (self.width - self.tile_size) // self.stride + 1
-
-    @property
-    def scale(self) -> float:
-        return self.model_tile / self.tile_size
-
-    def chunks(self, side: int = CHUNK) -> list[Chunk]:
-        cells = max(1, side // self.stride)
-        return [Chunk(r, min(r + cells, self.rows), c, min(c + cells, self.cols))
-                for r in range(0, self.rows, cells) for c in range(0, self.cols, cells)]
-
-    def window(self, chunk: Chunk) -> Window:
-        """What a chunk reads: its tiles, and the part of the raster its cells stand for in the preview."""
-        region = self.region(chunk)
-        return Window(region.x, region.y,
-                      max((chunk.col1 - chunk.col0 - 1) * self.stride + self.tile_size, region.width),
-                      max((chunk.row1 - chunk.row0 - 1) * self.stride + self.tile_size, region.height))
-
-    def region(self, chunk: Chunk) -> Window:
-        """The chunk's cells, stride by stride; the last row and column of chunks reach the raster's edge."""
-        x, y = chunk.col0 * self.stride, chunk.row0 * self.stride
-        right = chunk.col1 * self.stride if chunk.col1 < self.cols else self.width
-        bottom = chunk.row1 * self.stride if chunk.row1 < self.rows else self.height
-        return Window(x, y, right - x, bottom - y)
-
-    @property
-    def preview_factor(self) -> float:
-        """Source pixels per preview pixel: the preview is at most PREVIEW_SIDE on its long side."""
-        return max(1.0, max(self.width, self.height) / PREVIEW_SIDE)
-
-    def preview_box(self, region: Window) -> tuple[int, int, int, int]:
-        """(left, top, right, bottom) of a source region in preview pixels."""
-        f = self.preview_factor
-        return (round(region.x / f), round(region.y / f), round((region.x + region.width) / f),
-                round((region.y + region.height) / f))
-
-
-@dataclass(frozen=True)
-class Chunk:
-    row0: int
-    row1: int
-    col0: int
-    col1: int
-
-
-@dataclass
-class ChunkResult:
-    chunk: Chunk
-    probability: np.ndarray  # (rows, cols) float32, NaN where not classified
-    flagged: np.ndarray  # (rows, cols) bool: classified, but out of distribution
-    # The chunk's region at the preview's scale, from the pixels read for the tiles: the preview
-    # needs no second pass over the raster.
-    thumbnail: np.ndarray  # (h, w, 3) uint8
-    thumbnail_valid: np.ndarray  # (h, w) bool
-
-
-def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512) -> ChunkResult:
-    """Reads one chunk's window (resampled to the model's scale) and classifies its tiles that lie
-    at least half inside the data."""
-    shape = (chunk.row1 - chunk.row0, chunk.col1 - chunk.col0)
-    probability = np.full(shape, np.nan, np.float32)
-    flagged = np.zeros(shape, bool)
-    pixels, valid = raster.read(grid.window(chunk), grid.scale)
-    tile, step = grid.model_tile, round(grid.stride * grid.scale)
-    # Share of valid pixels under each tile, from an integral image of the mask.
-    integral = np.pad(valid.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    top, left = np.arange(shape[0]) * step, np.arange(shape[1]) * step
-    inside = (integral[np.ix_(top + tile, left + tile)] - integral[np.ix_(top, left + tile)]
-              - integral[np.ix_(top + tile, left)] + integral[np.ix_(top, left)]) / (tile * tile)
-    rows, cols = np.nonzero(inside > 0.5)  # at least half outside the data: not classified
-    if len(rows):
-        windows = sliding_window_view(pixels, (tile, tile), axis=(0, 1))[::step, ::step]  # (r, c, 3, t, t)
-        for start in range(0, len(rows), batch_size):
-            r, c = rows[start : start + batch_size], cols[start : start + batch_size]
-            tiles = windows[r, c].transpose(0, 2, 3, 1)
-            probability[r, c], flagged[r, c] = classifier(tiles)
-    return ChunkResult(chunk, probability, flagged, *_thumbnail(grid, chunk, pixels, valid))
-
-
-def _thumbnail(grid: Grid, chunk: Chunk, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    region = grid.region(chunk)
-    left, top, right, bottom = grid.preview_box(region)
-    size = (max(1, right - left), max(1, bottom - top))
-    height, width = round(region.height * grid.scale), round(region.width * grid.scale)
-    shrink = Image.Resampling.BOX
-    rgb = np.asarray(Image.fromarray(pixels[:height, :width]).resize(size, shrink))
-    mask = np.asarray(Image.fromarray(valid[:height, :width].astype(np.uint8) * 255).resize(size, shrink)) > 127
-    return rgb, mask
 
 
 @dataclass
@@ -317,64 +190,3 @@ class _Progress:
         if self.report is not None:
             self.report(self.count, self.total)
         return part
-
-
-def overlay(result: SurveyResult, strip: int = 256) -> np.ndarray:
-    """The preview (at most PREVIEW_SIDE pixels on its long side): positive tiles tinted by their
-    probability and outlined, tiles the guard flagged tinted blue, the rest dimmed, no data grey.
-    Drawn in strips of rows, so its float temporaries stay small whatever the preview's size."""
-    pixels, valid = result.preview.copy(), result.preview_valid
-    height, width = valid.shape
-    grid = result.grid
-    # Each preview pixel takes the largest value of the tiles that cover its source pixel.
-    ys = (np.arange(height) + 0.5) * grid.height / height
-    xs = (np.arange(width) + 0.5) * grid.width / width
-    heat_grid = np.where(result.hits, result.probability, 0).astype(np.float32)
-    odd_grid = (result.flagged & result.classified).astype(np.float32)
-    hit = np.zeros((height, width), bool)
-    highlight = np.array([255, 40, 200], np.float32)  # magenta: stands out on desert greens and browns
-    for top in range(0, height, strip):
-        rows = slice(top, top + strip)
-        heat = _covering_max(heat_grid, grid, ys[rows], xs)
-        odd = _covering_max(odd_grid, grid, ys[rows], xs) > 0
-        hit[rows] = heat > 0
-        part = pixels[rows].astype(np.float32)
-        alpha = (0.15 + 0.35 * heat)[..., None]
-        shown = np.where(hit[rows][..., None], part * (1 - alpha) + highlight * alpha, part * 0.5)
-        blue = odd & ~hit[rows]
-        shown[blue] = shown[blue] * 0.6 + np.array([40, 120, 255], np.float32) * 0.4
-        shown[~valid[rows]] = 60
-        pixels[rows] = np.clip(shown, 0, 255).astype(np.uint8)
-    pixels[hit & ~_eroded(hit)] = highlight.astype(np.uint8)
-    return pixels
-
-
-def _covering_max(values: np.ndarray, grid: Grid, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """For source coordinates ys x xs, the largest of `values` over the tiles covering each point."""
-    span = -(-grid.tile_size // grid.stride)  # tiles that can cover one point, along each axis
-    padded = np.pad(values, ((span, span), (span, span)))
-    covering = np.zeros((len(ys), len(xs)), np.float32)
-    for dr in range(span):
-        for dc in range(span):
-            rows = np.floor(ys / grid.stride).astype(int) - dr
-            cols = np.floor(xs / grid.stride).astype(int) - dc
-            inside_r = (rows >= 0) & (rows < grid.rows) & (ys < rows * grid.stride + grid.tile_size)
-            inside_c = (cols >= 0) & (cols < grid.cols) & (xs < cols * grid.stride + grid.tile_size)
-            part = padded[np.ix_(rows + span, cols + span)] * np.outer(inside_r, inside_c)
-            np.maximum(covering, part, out=covering)
-    return covering
-
-
-def _eroded(mask: np.ndarray) -> np.ndarray:
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    return inner
-
-
-def write_summary(result: SurveyResult, path: Path, patches: int) -> dict:
-    summary = result.summary(patches)
-    Path(path).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
