@@ -21,7 +21,7 @@ import numpy as np
 
 from .rasters import Raster, RasterError, Window, open_raster
 from .tiles import TileClassifier, TileModelMissing
-from .tiling import CHUNK, TILE, Chunk, ChunkResult, Grid, SurveyError, classify_chunk  # noqa: F401 - the survey's API
+from .tiling import TILE, ChunkResult, Grid, SurveyError, classify_chunk
 
 # A survey whose classified tiles are mostly flagged by the guard says so plainly.
 MOSTLY_OUT_OF_DISTRIBUTION = 0.5
