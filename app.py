@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402  (Gradio's own dependency: what its Dataframe shows)
 from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
+from gradio.utils import NamedString  # noqa: E402
+from gradio_client.utils import is_valid_file  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 from greenlens import survey as surveying  # noqa: E402
@@ -37,10 +39,14 @@ MODEL_VARIABLES = {task: f"{task.upper()}_MODEL" for task in TASKS}
 # Concurrent /classify_* requests share one forward pass, up to this many; 1 turns batching off.
 MAX_BATCH_SIZE = int(os.environ.get("GREENLENS_MAX_BATCH_SIZE", "16"))
 MAX_FILE_SIZE = os.environ.get("GREENLENS_MAX_FILE_SIZE", "20mb")
-# Gradio copies returned files into its cache (cleaned by delete_cache), so ours can go soon after.
-OUTPUTS = Path(tempfile.mkdtemp(prefix="greenlens-outputs-"))
+# Uploads and results are removed this long after they were written (and all of them at shutdown).
+RESULT_MAX_AGE_S = int(os.environ.get("GREENLENS_RESULT_MAX_AGE_S", "3600"))
+# Results are written inside Gradio's cache folder: Gradio then serves them without making a copy, and
+# its delete_cache removes them with the uploads. What a failed request wrote is never handed to Gradio,
+# so this process's folder is also swept by age, and removed at exit.
+Path(gr.utils.get_upload_folder()).mkdir(parents=True, exist_ok=True)
+OUTPUTS = Path(tempfile.mkdtemp(prefix="greenlens-results-", dir=gr.utils.get_upload_folder()))
 atexit.register(shutil.rmtree, OUTPUTS, ignore_errors=True)
-OUTPUT_MAX_AGE_S = 600
 
 
 class CheckedImage(gr.Image):
@@ -56,6 +62,18 @@ class CheckedImage(gr.Image):
             raise gr.Error(f"The image is over the limit of {MAX_PIXELS:,} pixels; scale it down first.") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             raise gr.Error("That file is not an image this app can read (JPEG, PNG, GIF, WebP, BMP, TIFF).") from None
+
+
+class FileUpload(gr.File):
+    """gr.File for uploads, without the empty temporary file Gradio 6.31's File opens in its cache for
+    every uploaded file and never closes, tracks or removes: one file left per upload, forever."""
+
+    is_template = True  # rendered by the frontend as a plain File
+
+    def _process_single_file(self, f):
+        if self.file_types and not is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {self.file_types}")
+        return NamedString(f.path)
 
 
 class GuardedLabel(gr.Label):
@@ -88,10 +106,10 @@ def load_models(task: str) -> tuple[Classifier, TileClassifier | None]:
 
 
 def output_file(name: str) -> Path:
-    """A fresh path for a downloadable result; results older than OUTPUT_MAX_AGE_S are removed,
-    so a long-running Space does not fill its disk."""
+    """A fresh path for a downloadable result, in a folder of its own so the file keeps its name;
+    folders older than RESULT_MAX_AGE_S go, so a long-running Space does not fill its disk."""
     for old in OUTPUTS.iterdir():
-        if old.stat().st_mtime < time.time() - OUTPUT_MAX_AGE_S:
+        if old.stat().st_mtime < time.time() - RESULT_MAX_AGE_S:
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(dir=OUTPUTS)) / name
 
@@ -231,7 +249,7 @@ def batch_fn(classifier: Classifier, task_name: str):
 
 def build_batch(task_name: str, classifier: Classifier) -> None:
     with gr.Accordion("Batch: many images or a zip", open=False):
-        files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or zip files")
+        files = FileUpload(file_count="multiple", file_types=["image", ".zip"], label="Images or zip files")
         button = gr.Button("Classify all")
         table = gr.Dataframe(label="Predictions", wrap=True)
         csv_file = gr.File(label="CSV")
@@ -292,8 +310,8 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
     )
     with gr.Row():
         with gr.Column():
-            upload = gr.File(label="Aerial image or orthomosaic (GeoTIFF, PNG, JPEG)",
-                             file_types=[".tif", ".tiff", ".png", ".jpg", ".jpeg"])
+            upload = FileUpload(label="Aerial image or orthomosaic (GeoTIFF, PNG, JPEG)",
+                                file_types=[".tif", ".tiff", ".png", ".jpg", ".jpeg"])
             tile_size = gr.Slider(8, 256, value=tile, step=8, label="Tile size (source pixels per training tile)")
             stride = gr.Slider(8, 256, value=tile, step=8, label="Stride (source pixels between tiles)")
             threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label=f"{positive.capitalize()} probability threshold")
@@ -323,8 +341,9 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
 
 
 def build_demo(models: dict[str, tuple[Classifier, TileClassifier | None]]) -> gr.Blocks:
-    # delete_cache: uploads and results older than a day are removed, checked hourly.
-    with gr.Blocks(title="Leaf health and aerial cactus classifiers", delete_cache=(3600, 86400)) as demo:
+    # delete_cache: uploads and results older than RESULT_MAX_AGE_S are removed, checked six times as often.
+    delete_cache = (max(1, RESULT_MAX_AGE_S // 6), RESULT_MAX_AGE_S)
+    with gr.Blocks(title="Leaf health and aerial cactus classifiers", delete_cache=delete_cache) as demo:
         gr.Markdown(
             "# Leaf health and aerial cactus classifiers\n"
             "Two transfer-learning image classifiers. *Leaf health*: is a strawberry leaf healthy or "
@@ -343,14 +362,16 @@ def build_demo(models: dict[str, tuple[Classifier, TileClassifier | None]]) -> g
     return demo
 
 
-def stop_on_sigterm(signum, frame):
+def stop(signum, frame):
     """SIGTERM (how Spaces, Docker and process managers stop the app) ends it like Ctrl-C: Gradio
-    closes its server, and the atexit handlers remove our temporary files."""
+    closes its server, which deletes the files in its cache, and the atexit handlers remove ours.
+    SIGINT is set too because a shell starting the app in the background (`python app.py &`) ignores it."""
     raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     demo = build_demo({task: load_models(task) for task in MODEL_VARIABLES})
     # The endpoints are also Model Context Protocol tools for assistants (/gradio_api/mcp/), unless
     # GRADIO_MCP_SERVER is false.

@@ -136,22 +136,40 @@ def test_explain_endpoint_returns_the_image_with_a_heat_map(client, task):
     assert np.abs(np.asarray(explained.convert("RGB"), int) - np.asarray(original.convert("RGB"), int)).mean() > 5
 
 
-def test_sigterm_leaves_no_temporary_folders_or_processes(tmp_path):
-    """Spaces, Docker and the tests stop the app with SIGTERM: it must clean up after itself."""
+@pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGINT"])
+def test_results_live_in_gradios_cache_and_stopping_leaves_nothing_behind(tmp_path, stop_signal):
+    """Result files are written into Gradio's cache, served from there without a copy, and removed
+    by its delete_cache after their age; SIGTERM (Spaces, Docker) and SIGINT (Ctrl-C) then leave no
+    file, folder or child process of ours behind."""
     import os
     import signal
+    import time
 
     from gradio_client import Client
 
     from .apprunner import running_app
+    from .conftest import make_image
 
-    files = require_examples("leaf")
-    with running_app(env={"TMPDIR": str(tmp_path)}) as (url, process):
-        table, csv_path, skipped = Client(url, verbose=False).predict([handle_file(str(files[0][0]))], api_name="/batch_leaf")
+    cache = tmp_path / "gradio"
+    image = make_image(tmp_path / "leaf.png", (90, 140, 60), size=(64, 64))
+    env = {"TMPDIR": str(tmp_path), "GRADIO_TEMP_DIR": str(cache), "GREENLENS_RESULT_MAX_AGE_S": "2"}
+    with running_app(env=env) as (url, process):
+        client = Client(url, verbose=False)
+        table, _, _ = client.predict([handle_file(str(image))], api_name="/batch_leaf")
         assert len(table["data"]) == 1
-        assert list(tmp_path.glob("greenlens-outputs-*/*/leaf_predictions.csv"))  # our result file existed
+        written = list(cache.glob("greenlens-results-*/*/leaf_predictions.csv"))
+        assert len(written) == 1 and list(cache.rglob("leaf_predictions.csv")) == written  # no copy made
+        deadline = time.time() + 20
+        while written[0].exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert not written[0].exists()  # removed by age while the app runs
+        client.predict([handle_file(str(image))], api_name="/batch_leaf")
+        assert list(cache.glob("greenlens-results-*/*/leaf_predictions.csv"))  # a fresh result to clean up at stop
         children = [int(pid) for pid in os.popen(f"pgrep -P {process.pid}").read().split()]
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(getattr(signal, stop_signal))
         assert process.wait(timeout=30) == 0
-    assert not list(tmp_path.glob("greenlens-outputs-*"))
+    # What stays is the example gallery's copies: Gradio keeps a component's own value between runs.
+    examples = {path.name for task in ("leaf", "cactus") for path, _ in example_files(task)}
+    assert not [path for path in cache.rglob("*") if path.is_file() and path.name not in examples]
+    assert not list(cache.glob("greenlens-*")) and not list(tmp_path.glob("greenlens-*"))
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
