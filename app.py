@@ -41,6 +41,11 @@ MAX_BATCH_SIZE = int(os.environ.get("GREENLENS_MAX_BATCH_SIZE", "16"))
 MAX_FILE_SIZE = os.environ.get("GREENLENS_MAX_FILE_SIZE", "20mb")
 # Uploads and results are removed this long after they were written (and all of them at shutdown).
 RESULT_MAX_AGE_S = int(os.environ.get("GREENLENS_RESULT_MAX_AGE_S", "3600"))
+# Survey uploads are untrusted: opened only as what they claim to be and held to these limits
+# (GREENLENS_SURVEY_MAX_PIXELS, _MAX_WINDOWS, _TIME_LIMIT_S). One survey runs at a time, on this many
+# threads, so the other requests keep a core.
+SURVEY_LIMITS = surveying.Limits.from_environment()
+SURVEY_THREADS = int(os.environ.get("GREENLENS_SURVEY_THREADS", "1"))
 # Results are written inside Gradio's cache folder: Gradio then serves them without making a copy, and
 # its delete_cache removes them with the uploads. What a failed request wrote is never handed to Gradio,
 # so this process's folder is also swept by age, and removed at exit.
@@ -95,7 +100,7 @@ def load_models(task: str) -> tuple[Classifier, TileClassifier | None]:
     source = os.environ.get(variable)
     try:
         classifier = Classifier.load(source or str(HERE / "models" / task))
-        tiles = TileClassifier(classifier.repo.path) if TASKS[task].survey_tile else None
+        tiles = TileClassifier(classifier.repo.path, threads=SURVEY_THREADS) if TASKS[task].survey_tile else None
     except ModelSourceError as error:
         where = f"{variable}={source!r}" if source else f"the bundled models/{task} ({variable} is unset)"
         sys.exit(f"Cannot start: {where}: {error}")
@@ -272,6 +277,7 @@ def survey_fn(tiles: TileClassifier):
             result = surveying.survey_raster(
                 path, tiles, out_dir, int(stride), float(threshold), int(tile_size),
                 progress=lambda done, total: progress(done / total, desc=f"{done:,} of {total:,} tiles"),
+                untrusted=True, limits=SURVEY_LIMITS,
             )
         except surveying.SurveyError as error:
             raise gr.Error(str(error)) from None
@@ -283,11 +289,13 @@ def survey_fn(tiles: TileClassifier):
     return as_tool(run_survey, "survey_files", SURVEY_DOC + "\n        Also the list of every output file.\n    ")
 
 
-SURVEY_DOC = """Surveys an aerial image or drone orthomosaic for cacti: the image is cut into tiles at the training scale,
+SURVEY_DOC = f"""Surveys an aerial image or drone orthomosaic for cacti: the image is cut into tiles at the training scale,
     every tile classified, and the positive tiles counted and mapped.
 
     Args:
-        path: a GeoTIFF (any CRS; nodata or alpha outside the flown area), PNG or JPEG: URL, data: URL or uploaded file.
+        path: a GeoTIFF (any CRS; nodata or alpha outside the flown area), PNG or JPEG: URL, data: URL or uploaded file;
+            at most {SURVEY_LIMITS.max_pixels:,} pixels declared, data in at most {SURVEY_LIMITS.max_windows} windows of
+            {surveying.CHUNK:,} x {surveying.CHUNK:,} pixels, stopped after {SURVEY_LIMITS.time_limit_s:g} s.
         stride: source pixels between tiles (default: the tile size).
         threshold: probability from which a tile counts as positive (default 0.5).
         tile_size: source pixels per training tile (32 at the training ground resolution).
@@ -303,7 +311,9 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
     positive = classifier.positive_label
     gr.Markdown(
         f"Upload an aerial image or a drone orthomosaic: a GeoTIFF (any CRS, nodata or alpha outside the flown "
-        f"area, 8 or 16 bits), a PNG or a JPEG, up to {MAX_FILE_SIZE}. It is cut into tiles that are resampled to "
+        f"area, 8 or 16 bits), a PNG or a JPEG, up to {MAX_FILE_SIZE} and {SURVEY_LIMITS.max_windows * surveying.CHUNK ** 2 / 1e6:,.0f} "
+        f"million pixels of data (a survey here stops after {SURVEY_LIMITS.time_limit_s:g} s; `greenlens survey` on your "
+        "own machine has no limit). It is cut into tiles that are resampled to "
         f"the {tile} x {tile} pixels the model was trained on; set the tile size to the number of your pixels that "
         f"cover the ground of one training tile. Every tile is classified and the {positive} tiles are mapped: "
         "with a CRS you get a GeoPackage, a GeoJSON and a probability GeoTIFF for QGIS or a web map."
@@ -323,7 +333,9 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
             downloads = gr.File(label="All outputs", file_count="multiple", elem_id="survey-downloads")
     run = survey_fn(tiles)
     inputs = [upload, stride, threshold, tile_size]
+    # Both survey endpoints share one slot: a second survey waits in the queue.
     button.click(run, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files",
+                 concurrency_id="survey", concurrency_limit=1,
                  api_description="Aerial image or orthomosaic, stride, threshold, tile size in; the preview, the "
                  "summary, the tiles CSV and every output file out.")
     def survey(path: str | None, stride: float = tile, threshold: float = 0.5, tile_size: float = tile,
@@ -334,7 +346,7 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
 
     # /survey keeps its three outputs for existing callers; its button is never shown.
     gr.Button(visible=False).click(
-        survey, inputs, [overlay, summary, tiles_csv], api_name="survey",
+        survey, inputs, [overlay, summary, tiles_csv], api_name="survey", concurrency_id="survey", concurrency_limit=1,
         api_description="Aerial image or orthomosaic, stride, threshold, tile size in; the preview, the summary "
         "and the tiles CSV out.",
     )

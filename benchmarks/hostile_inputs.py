@@ -4,6 +4,13 @@ eight 8,000 x 8,000 JPEGs at once, and eight requests at once of which one is a 
 Each case must get its expected answer or refusal; the app's peak memory must stay within
 PEAK_GROWTH_MB of what it held before; the app must serve normally afterwards.
 
+Survey uploads that attack the server (issue 22): GDAL VRTs named .tif that read a local file, read a
+text file's raw bytes as pixels or fetch a loopback URL, a WMS description of a loopback server, a
+GeoTIFF whose metadata names an overview file on a loopback server, and a sparse 200,000 x 200,000
+GeoTIFF of 1 MB. Each must be refused with its own message within SURVEY_REFUSAL_S, the loopback
+server must receive no request, /classify_leaf answered meanwhile must stay within
+CLASSIFY_SLOWDOWN_LIMIT x its time before, and an ordinary GeoTIFF, PNG and JPEG must still survey.
+
     python benchmarks/hostile_inputs.py [--url URL --pid PID]
 
 Without --url it starts its own app. Exits 1 when a case or the memory bound fails.
@@ -12,7 +19,9 @@ Without --url it starts its own app. Exits 1 when a case or the memory bound fai
 from __future__ import annotations
 
 import argparse
+import http.server
 import re
+import statistics
 import sys
 import tempfile
 import threading
@@ -28,6 +37,12 @@ from PIL import Image
 # What the app may add to its memory while serving the corpus. Before the caps, the zip bomb alone
 # would try to hold 1 GB and eight 8,000 x 8,000 photos ~6 GB of float32 (measured: 17.8 GB in all).
 PEAK_GROWTH_MB = 250
+# Each hostile survey upload is refused within this many seconds (before the fix: the local file was
+# read and served, the URL fetched, and the sparse GeoTIFF still surveying after 90 s).
+SURVEY_REFUSAL_S = 10.0
+# /classify_leaf's median time while the hostile surveys are refused, over its median before.
+CLASSIFY_SLOWDOWN_LIMIT = 2.0
+ROUNDS = 3
 
 
 class PeakMemory:
@@ -74,6 +89,154 @@ def build_corpus(folder: Path) -> dict[str, Path]:
     truncated = folder / "truncated.jpg"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     return {"bomb": bomb, "many": many, "huge_png": huge_png, "photo": photo, "good": good, "truncated": truncated}
+
+
+class RecordingServer:
+    """An HTTP server on loopback that answers 404 and records every request it gets."""
+
+    def __init__(self):
+        requests = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                requests.append(f"{self.command} {self.path}")
+                self.send_response(404)
+                self.end_headers()
+
+            do_HEAD = do_POST = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def vrt(width: int, height: int, bands: str) -> str:
+    return f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{bands}</VRTDataset>'
+
+
+def simple_bands(source: str) -> str:
+    return "".join(f'<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource><SourceFilename relativeToVRT="0">'
+                   f"{source}</SourceFilename><SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>"
+                   for band in (1, 2, 3))
+
+
+def build_survey_corpus(folder: Path, url: str) -> dict[str, Path]:
+    """The hostile survey uploads, each named like a file the survey tab accepts, and three good ones."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    def text(name: str, content: str) -> Path:
+        (folder / name).write_text(content)
+        return folder / name
+
+    readme = (ROOT / "README.md").resolve()
+    raw = "".join(f'<VRTRasterBand dataType="Byte" band="{band}" subClass="VRTRawRasterBand"><SourceFilename '
+                  f'relativetoVRT="0">{readme}</SourceFilename><ImageOffset>0</ImageOffset><PixelOffset>1</PixelOffset>'
+                  "<LineOffset>64</LineOffset></VRTRasterBand>" for band in (1, 2, 3))
+    corpus = {
+        "vrt_local": text("anything.tif", vrt(640, 480, simple_bands(str((ROOT / "docs" / "screenshot.png").resolve())))),
+        "vrt_raw": text("raw.tif", vrt(64, 64, raw)),
+        "vrt_url": text("remote.tif", vrt(256, 256, simple_bands(f"/vsicurl/{url}/vrt-source.png"))),
+        "wms_url": text("map.png", f"<GDAL_WMS><Service name=\"WMS\"><ServerUrl>{url}/wms?</ServerUrl><Layers>x</Layers>"
+                        "</Service><DataWindow><UpperLeftX>-180</UpperLeftX><UpperLeftY>90</UpperLeftY><LowerRightX>180"
+                        "</LowerRightX><LowerRightY>-90</LowerRightY><SizeX>1024</SizeX><SizeY>512</SizeY></DataWindow>"
+                        "</GDAL_WMS>"),
+    }
+    profile = dict(driver="GTiff", count=3, dtype="uint8", crs="EPSG:32614",
+                   transform=Affine(0.05, 0, 500_000.0, 0, -0.05, 2_000_000.0))
+    corpus["overview_url"] = folder / "overview.tif"
+    with rasterio.open(corpus["overview_url"], "w", width=256, height=256, **profile) as out:
+        out.write(np.full((3, 256, 256), 90, np.uint8))
+        out.update_tags(ns="OVERVIEWS", OVERVIEW_FILE=f"/vsicurl/{url}/overview.tif")
+    corpus["sparse_bomb"] = folder / "sparse.tif"
+    with rasterio.open(corpus["sparse_bomb"], "w", width=200_000, height=200_000, tiled=True, blockxsize=512,
+                       blockysize=512, sparse_ok=True, compress="deflate", **profile) as out:
+        out.write(np.full((3, 512, 512), 90, np.uint8), window=Window(0, 0, 512, 512))
+    tiles = [np.asarray(Image.open(path).convert("RGB")) for path in sorted((ROOT / "examples" / "cactus").glob("*.jpg"))]
+    if not tiles:
+        raise SystemExit("example images missing: run `make examples` first")
+    mosaic = np.concatenate([np.concatenate([tiles[(r * 8 + c) % len(tiles)] for c in range(8)], axis=1) for r in range(8)])
+    corpus["good_geotiff"] = folder / "good.tif"
+    with rasterio.open(corpus["good_geotiff"], "w", width=256, height=256, **profile) as out:
+        out.write(mosaic.transpose(2, 0, 1))
+    for kind, suffix in (("good_png", "png"), ("good_jpeg", "jpg")):
+        corpus[kind] = folder / f"good.{suffix}"
+        Image.fromarray(mosaic).save(corpus[kind], quality=95)
+    return corpus
+
+
+def run_survey_cases(url: str, corpus: dict[str, Path]) -> tuple[list[dict], dict]:
+    """(cases, /classify_leaf timing): every hostile survey upload once, in order, while another client
+    calls /classify_leaf; then the good ones."""
+    from gradio_client import Client, handle_file
+
+    client, timer = Client(url, verbose=False), Client(url, verbose=False)
+    leaf = handle_file(str(next(iter(sorted((ROOT / "examples" / "leaf").glob("*"))))))
+
+    def classify_time() -> float:
+        started = time.perf_counter()
+        timer.predict(leaf, api_name="/classify_leaf")
+        return time.perf_counter() - started
+
+    before = [classify_time() for _ in range(7)]
+
+    def survey(kind: str):
+        started = time.perf_counter()
+        result = outcome(lambda: client.predict(handle_file(str(corpus[kind])), api_name="/survey")[1])
+        return result, time.perf_counter() - started
+
+    # One pattern for the whole outcome: the rounds' outcomes are joined, so they must all be the same.
+    not_allowed = r"^refused: [^/]*is not a GeoTIFF, PNG or JPEG[^/]*$"
+    hostile = [
+        ("VRT named .tif reading a local file", "vrt_local", not_allowed),
+        ("VRT raw band over a text file", "vrt_raw", not_allowed),
+        ("VRT fetching a loopback URL", "vrt_url", not_allowed),
+        ("WMS description of a loopback server", "wms_url", not_allowed),
+        ("GeoTIFF naming an overview file by URL", "overview_url", r"^refused: [^/]*names an overview file elsewhere[^/]*$"),
+        ("sparse 200,000 x 200,000 GeoTIFF", "sparse_bomb", r"^refused: sparse.tif declares 200,000 x 200,000 pixels, "
+         r"over this server's limit of [\d,]+ pixels[^/]*$"),
+    ]
+    during, cases, done = [], [], threading.Event()
+
+    def keep_classifying():
+        while not done.is_set():
+            during.append(classify_time())
+
+    thread = threading.Thread(target=keep_classifying)
+    thread.start()
+    try:
+        # Three rounds, so that /classify_leaf's median while they are served rests on enough calls.
+        rounds = [[survey(kind) for _, kind, _ in hostile] for _ in range(ROUNDS)]
+    finally:
+        done.set()
+        thread.join()
+    for index, (name, _, pattern) in enumerate(hostile):
+        outcomes = {run[index][0] for run in rounds}
+        cases.append({"case": name, "expected": pattern, "outcome": " / ".join(sorted(outcomes)),
+                      "seconds": max(run[index][1] for run in rounds), "within_s": SURVEY_REFUSAL_S})
+    for name, kind in (("ordinary GeoTIFF", "good_geotiff"), ("ordinary PNG", "good_png"), ("ordinary JPEG", "good_jpeg")):
+        result, seconds = survey(kind)
+        cases.append({"case": f"{name} surveys", "expected": r"^answered: \{'tiles': 64,", "outcome": result,
+                      "seconds": seconds, "within_s": None})
+    timing = {"classify_before_ms": statistics.median(before) * 1000, "classify_during_ms": statistics.median(during) * 1000,
+              "classify_during_calls": len(during)}
+    timing["classify_slowdown"] = timing["classify_during_ms"] / timing["classify_before_ms"]
+    return cases, timing
+
+
+def warm_up(url: str, geotiff: Path) -> None:
+    """One ordinary survey before memory is measured: a process's first survey loads GDAL and sizes the
+    tile model's buffers once (about 100 MB), which no upload's content changes."""
+    from gradio_client import Client, handle_file
+
+    Client(url, verbose=False).predict(handle_file(str(geotiff)), api_name="/survey")
 
 
 def outcome(call) -> str:
@@ -124,24 +287,39 @@ def main() -> int:
     parser.add_argument("--url", help="a running app (default: start one)")
     parser.add_argument("--pid", type=int, help="the running app's process id, for its memory")
     args = parser.parse_args()
-    corpus = build_corpus(Path(tempfile.mkdtemp(prefix="hostile-")))
+    folder = Path(tempfile.mkdtemp(prefix="hostile-"))
+    corpus = build_corpus(folder)
+    recorder = RecordingServer()
+    survey_corpus = build_survey_corpus(folder, recorder.url)
     app, url, _ = (None, args.url, 0) if args.url else start_server(ROOT / "app.py")
     pid = args.pid if args.url else app.pid
     try:
+        warm_up(url, survey_corpus["good_geotiff"])
         with PeakMemory(pid) as memory:
             results = run_cases(url, corpus)
+            survey_results, timing = run_survey_cases(url, survey_corpus)
     finally:
+        recorder.close()
         if app is not None:
             app.terminate()
     rows = []
-    for result in results:
+    for result in results + survey_results:
         passed = re.search(result["expected"], result["outcome"]) is not None
-        rows.append({"case": result["case"], "passed": passed, "outcome": result["outcome"][:160]})
+        if result.get("within_s") is not None:
+            passed = passed and result["seconds"] < result["within_s"]
+        rows.append({"case": result["case"], "passed": passed, "outcome": result["outcome"][:160],
+                     "seconds": round(result["seconds"], 2) if "seconds" in result else ""})
     growth = memory.peak - memory.before
-    passed = all(row["passed"] for row in rows) and growth < PEAK_GROWTH_MB
+    passed = (all(row["passed"] for row in rows) and growth < PEAK_GROWTH_MB and not recorder.requests
+              and timing["classify_slowdown"] <= CLASSIFY_SLOWDOWN_LIMIT)
     report("hostile_inputs", rows, {"passed": passed, "rss_before_mb": memory.before, "rss_peak_mb": memory.peak,
                                     "rss_growth_mb": growth, "peak_growth_limit_mb": PEAK_GROWTH_MB,
-                                    "outcomes": [r["outcome"] for r in results]})
+                                    "loopback_requests": recorder.requests, **timing,
+                                    "classify_slowdown_limit": CLASSIFY_SLOWDOWN_LIMIT,
+                                    "outcomes": [r["outcome"] for r in results + survey_results]})
+    print(f"Loopback server: {len(recorder.requests)} request(s) received {recorder.requests[:5]}")
+    print(f"/classify_leaf: {timing['classify_before_ms']:.0f} ms before, {timing['classify_during_ms']:.0f} ms while "
+          f"the hostile surveys were refused (x{timing['classify_slowdown']:.2f}, limit x{CLASSIFY_SLOWDOWN_LIMIT:g})")
     print(f"{'PASSED' if passed else 'FAILED'}: app memory {memory.before:.0f} MB before, peak {memory.peak:.0f} MB "
           f"(+{growth:.0f} MB, limit +{PEAK_GROWTH_MB} MB)")
     return 0 if passed else 1

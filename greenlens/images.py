@@ -31,12 +31,12 @@ class ImageError(ValueError):
 
 
 def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX_PIXELS,
-                 max_side: int | None = None) -> np.ndarray:
+                 max_side: int | None = None, *, formats: list[str] | None = None) -> np.ndarray:
     """Returns the image as a (height, width, 3) uint8 RGB array.
 
     With `max_side`, the image comes back at most that many pixels on its long side, decoded
     downscaled where the format allows (JPEG's DCT scaling): an 8,000 x 8,000 photo costs a few
-    megabytes, not 200."""
+    megabytes, not 200. `formats` (PIL's names, e.g. ["PNG"]) limits the decoders tried."""
     if source is None:
         raise ImageError("No image was given.")
     name = "the image" if isinstance(source, (bytes, Image.Image)) else Path(source).name
@@ -47,11 +47,11 @@ def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX
             if isinstance(source, bytes):
                 if not source:
                     raise ImageError("The file is empty (0 bytes).")
-                image = Image.open(io.BytesIO(source))
+                image = Image.open(io.BytesIO(source), formats=formats)
             else:
                 if os.path.getsize(source) == 0:
                     raise ImageError(f"{name} is empty (0 bytes).")
-                image = Image.open(source)
+                image = Image.open(source, formats=formats)
         except Image.DecompressionBombError:
             raise ImageError(f"{name} is over the limit of {max_pixels:,} pixels; scale it down first.") from None
         except (UnidentifiedImageError, OSError) as error:

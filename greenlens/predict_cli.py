@@ -63,6 +63,10 @@ def add_survey_options(parser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="survey: probability that counts as a hit")
     parser.add_argument("--scheduler", metavar="ADDRESS|local:N",
                         help="survey: spread the work over a Dask cluster (a scheduler's address, or N local workers)")
+    parser.add_argument("--untrusted", action="store_true",
+                        help="survey files from people you do not trust as the public app does: each opened only as the "
+                        "GeoTIFF, PNG or JPEG its name claims, no references to other files or URLs followed (no VRT), "
+                        "and held to the app's limits (GREENLENS_SURVEY_MAX_PIXELS, _MAX_WINDOWS, _TIME_LIMIT_S)")
 
 
 def survey_main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -94,7 +98,7 @@ def survey(args) -> int:
                 bar.update(done - bar.n)
 
             results = survey_rasters(args.inputs, args.model, args.out, args.stride, args.threshold, args.tile_size,
-                                     args.scheduler, progress, subfolders=len(args.inputs) > 1)
+                                     args.scheduler, progress, subfolders=len(args.inputs) > 1, untrusted=args.untrusted)
     except (SurveyError, ModelSourceError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ so both give the same numbers.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +23,49 @@ import numpy as np
 
 from .rasters import Raster, RasterError, Window, open_raster
 from .tiles import TileClassifier, TileModelMissing
-from .tiling import TILE, ChunkResult, Grid, SurveyError, classify_chunk
+from .tiling import CHUNK, TILE, ChunkResult, Grid, SurveyError, classify_chunk
 
 # A survey whose classified tiles are mostly flagged by the guard says so plainly.
 MOSTLY_OUT_OF_DISTRIBUTION = 0.5
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one survey of an untrusted file (an upload to the public app) may cost. Bytes are bounded
+    by the upload limit, but a sparse GeoTIFF of 2 MB can declare 4 x 10^10 pixels: the declared size
+    and the windows that hold data are checked before any pixel is read, and the time as it runs.
+
+    - max_pixels: declared width x height (10^9 lets a sparse 30,000 x 30,000 mosaic through);
+    - max_windows: CHUNK x CHUNK windows that hold stored data (24: about 10^8 pixels, 100,000 tiles);
+    - time_limit_s: the survey is stopped, with a message, once it has run this long."""
+
+    max_pixels: int = 1_000_000_000
+    max_windows: int = 24
+    time_limit_s: float = 120.0
+
+    @classmethod
+    def from_environment(cls) -> Limits:
+        """The defaults, or GREENLENS_SURVEY_MAX_PIXELS, GREENLENS_SURVEY_MAX_WINDOWS and
+        GREENLENS_SURVEY_TIME_LIMIT_S where set."""
+        get = os.environ.get
+        return cls(int(float(get("GREENLENS_SURVEY_MAX_PIXELS", cls.max_pixels))),
+                   int(get("GREENLENS_SURVEY_MAX_WINDOWS", cls.max_windows)),
+                   float(get("GREENLENS_SURVEY_TIME_LIMIT_S", cls.time_limit_s)))
+
+    def check(self, raster: Raster, windows: list[Window]) -> None:
+        """Refuses, before a pixel is read, a raster over the pixel or window budget."""
+        pixels = raster.width * raster.height
+        elsewhere = "survey it on your own machine with `greenlens survey`"
+        if pixels > self.max_pixels:
+            raise SurveyError(f"{raster.name} declares {raster.width:,} x {raster.height:,} pixels, over this "
+                              f"server's limit of {self.max_pixels:,} pixels for one survey; {elsewhere}.")
+        try:
+            holding = raster.windows_with_data(windows)
+        except RasterError as error:
+            raise SurveyError(str(error)) from None
+        if holding > self.max_windows:
+            raise SurveyError(f"{raster.name} holds data in {holding:,} windows of {CHUNK:,} x {CHUNK:,} pixels, over "
+                              f"this server's limit of {self.max_windows:,} windows for one survey; {elsewhere}.")
 
 
 @dataclass
@@ -91,50 +132,66 @@ class SurveyResult:
 
 
 def survey_raster(path, model, out_dir, stride: int | None = None, threshold: float = 0.5, tile_size: int = TILE,
-                  scheduler: str | None = None, progress=None) -> SurveyResult:
+                  scheduler: str | None = None, progress=None, *, untrusted: bool = False,
+                  limits: Limits | None = None) -> SurveyResult:
     """Surveys one raster (GeoTIFF, PNG or JPEG) and writes every output file into `out_dir`:
     tiles.csv, overlay.png and summary.json, and with a CRS cactus_tiles.gpkg, cactus_tiles.geojson
     (WGS84) and probability.tif (named after the model's positive label). Returns the result.
 
     `model` is a model folder or Hub repo id, or a loaded TileClassifier; `stride` defaults to
     `tile_size`; `scheduler` ("ADDRESS" or "local:N") spreads the chunks over a Dask cluster;
-    `progress(done, total)` counts tiles. Raises SurveyError with a message meant for the user."""
-    return survey_rasters([path], model, out_dir, stride, threshold, tile_size, scheduler, progress, subfolders=False)[0]
+    `progress(done, total)` counts tiles. Raises SurveyError with a message meant for the user.
+
+    `untrusted=True` is for files from strangers (the public app's uploads): each is opened only as
+    the GeoTIFF, PNG or JPEG it claims to be, with GDAL's references to other files and URLs off
+    (greenlens.rasters), and held to `limits` (default: Limits.from_environment())."""
+    return survey_rasters([path], model, out_dir, stride, threshold, tile_size, scheduler, progress, subfolders=False,
+                          untrusted=untrusted, limits=limits)[0]
 
 
 def survey_rasters(paths, model, out_dir, stride: int | None = None, threshold: float = 0.5, tile_size: int = TILE,
-                   scheduler: str | None = None, progress=None, subfolders: bool = True) -> list[SurveyResult]:
+                   scheduler: str | None = None, progress=None, subfolders: bool = True, *, untrusted: bool = False,
+                   limits: Limits | None = None) -> list[SurveyResult]:
     """Surveys several rasters; each one's files go into a subfolder of `out_dir` named after it,
-    and `out_dir/surveys.csv` gets one row per raster with its summary."""
+    and `out_dir/surveys.csv` gets one row per raster with its summary. `untrusted` and `limits` as
+    for survey_raster; the limits hold for each raster, the time limit for the whole call."""
     from . import gis
 
     if not 0 < threshold < 1:
         raise SurveyError("threshold must lie between 0 and 1")
+    if untrusted and limits is None:
+        limits = Limits.from_environment()
     classifier = _load_classifier(model)
-    plans = []
-    for path in map(Path, paths):
-        raster = _open(path)
-        grid = Grid(raster.width, raster.height, tile_size, stride or tile_size, classifier.tile)
-        plans.append((path, raster, grid, grid.chunks()))
-    total = sum(grid.rows * grid.cols for _, _, grid, _ in plans)
-    counter = _Progress(progress, total)
-    if scheduler:
-        from .cluster import classify_on_cluster
+    plans, opened = [], []
+    try:
+        for path in map(Path, paths):
+            opened.append(raster := _open(path, untrusted))
+            grid = Grid(raster.width, raster.height, tile_size, stride or tile_size, classifier.tile)
+            chunks = grid.chunks()
+            if limits is not None:
+                limits.check(raster, [grid.window(chunk) for chunk in chunks])
+            plans.append((path, raster, grid, chunks))
+        total = sum(grid.rows * grid.cols for _, _, grid, _ in plans)
+        counter = _Progress(progress, total, limits.time_limit_s if limits else None)
+        if scheduler:
+            from .cluster import classify_on_cluster
 
-        chunk_results = classify_on_cluster(scheduler, classifier.source, [(p, g, c) for p, _, g, c in plans], counter)
-    else:
-        chunk_results = (
-            [counter.done(classify_chunk(raster, grid, chunk, classifier)) for chunk in chunks]
-            for _, raster, grid, chunks in plans
-        )
-    results = []
-    out_dir = Path(out_dir)
-    for (path, raster, grid, _), chunks in zip(plans, chunk_results):
-        result = _assemble(path, raster, grid, chunks, threshold, classifier.positive_label)
-        target = out_dir / _folder_name(path, results) if subfolders else out_dir
-        gis.write_outputs(result, target)
-        raster.close()
-        results.append(result)
+            chunk_results = classify_on_cluster(scheduler, classifier.source, [(p, g, c) for p, _, g, c in plans], counter)
+        else:
+            chunk_results = (
+                [counter.done(classify_chunk(raster, grid, chunk, classifier)) for chunk in chunks]
+                for _, raster, grid, chunks in plans
+            )
+        results = []
+        out_dir = Path(out_dir)
+        for (path, raster, grid, _), chunks in zip(plans, chunk_results):
+            result = _assemble(path, raster, grid, chunks, threshold, classifier.positive_label)
+            target = out_dir / _folder_name(path, results) if subfolders else out_dir
+            gis.write_outputs(result, target)
+            results.append(result)
+    finally:
+        for raster in opened:
+            raster.close()
     if subfolders:
         gis.write_survey_table([r for r in results], out_dir / "surveys.csv")
     return results
@@ -149,9 +206,9 @@ def _load_classifier(model) -> TileClassifier:
         raise SurveyError(str(error)) from None
 
 
-def _open(path: Path) -> Raster:
+def _open(path: Path, untrusted: bool) -> Raster:
     try:
-        return open_raster(path)
+        return open_raster(path, untrusted=untrusted)
     except RasterError as error:
         raise SurveyError(str(error)) from None
 
@@ -182,11 +239,18 @@ def _folder_name(path: Path, earlier: list[SurveyResult]) -> str:
 
 
 class _Progress:
-    def __init__(self, report, total: int):
+    """Counts the classified tiles for `report(done, total)`, and stops a survey past its time limit."""
+
+    def __init__(self, report, total: int, time_limit_s: float | None = None):
         self.report, self.total, self.count = report, total, 0
+        self.time_limit_s, self.started = time_limit_s, time.monotonic()
 
     def done(self, part: ChunkResult) -> ChunkResult:
         self.count += part.probability.size
         if self.report is not None:
             self.report(self.count, self.total)
+        if self.time_limit_s is not None and time.monotonic() - self.started > self.time_limit_s and self.count < self.total:
+            raise SurveyError(f"The survey was stopped after {self.time_limit_s:g} s, this server's time limit for one "
+                              f"survey, with {self.count:,} of {self.total:,} tiles done; survey it on your own machine "
+                              "with `greenlens survey`.")
         return part

@@ -101,7 +101,7 @@ def test_survey_files_endpoint_offers_every_output_of_a_geotiff(client, cactus_d
     names = sorted(Path(f).name for f in files)
     assert names == ["cactus_tiles.geojson", "cactus_tiles.gpkg", "overlay.png", "probability.tif", "summary.json", "tiles.csv"]
     assert summary["crs"] == CRS and summary["tiles"] == GRID * GRID and summary["nodata_tiles"] > 0
-    with pytest.raises(Exception, match="not a raster this app can read"):
+    with pytest.raises(Exception, match="broken.tif is not a GeoTIFF, PNG or JPEG"):
         broken = tmp_path / "broken.tif"
         broken.write_text("no pixels here")
         client.predict(handle_file(str(broken)), api_name="/survey")
