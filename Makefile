@@ -25,6 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps imagecorruptions==1.1.2
 	touch $@
 
 # Copies the example images listed in examples/examples.json from DATA_DIR (skipped if absent).

@@ -30,6 +30,7 @@ from greenlens.batch import classify_to_csv  # noqa: E402
 from greenlens.examples import example_files  # noqa: E402
 from greenlens.images import MAX_PIXELS, SERVING_SIDE, ImageError, decode_image  # noqa: E402
 from greenlens.inference import Classifier, RequestBatcher  # noqa: E402
+from greenlens.quality import PROBLEMS  # noqa: E402
 from greenlens.repository import ModelSourceError  # noqa: E402
 from greenlens.tasks import TASKS  # noqa: E402
 from greenlens.tiles import TileClassifier  # noqa: E402
@@ -156,8 +157,10 @@ def classify_fn(classifier: Classifier, task_name: str):
         path: the image: an http(s) URL, a data: URL (data:image/jpeg;base64,...) or an uploaded file; JPEG, PNG, WebP, GIF, BMP or TIFF.
 
     Returns:
-        {{"label": the answer, exactly {labels}, or "{task.out_of_distribution_label}" when the image does not look like the
-        training images; "confidences": [{{"label": class, "confidence": probability}} for every class, highest first]}}.
+        {{"label": the answer, one of three kinds: exactly {labels}; "{task.out_of_distribution_label}" when the image does
+        not look like the training images; or, when it is the right kind of image but too poor to judge, the reason and
+        what to do, one of {" / ".join(f'"{text}"' for text in PROBLEMS.values())};
+        "confidences": [{{"label": class, "confidence": probability}} for every class, highest first]}}.
     """)
 
 
@@ -199,7 +202,8 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
     button.click(
         classify, image, label, api_name=f"classify_{task_name}", concurrency_limit=MAX_BATCH_SIZE,
         api_description=f"{task.summary} Image in (URL, data: URL or file); out: the label (exactly "
-        f"{' or '.join(repr(label) for label in task.labels)}, or {task.out_of_distribution_label!r}) and every class's probability.",
+        f"{' or '.join(repr(label) for label in task.labels)}, or {task.out_of_distribution_label!r}, or why the image is too "
+        "poor to judge, e.g. 'too blurred to judge: retake it in focus') and every class's probability.",
     )
     explain = explain_fn(classifier, task_name)
     gr.on(
@@ -247,7 +251,8 @@ def batch_fn(classifier: Classifier, task_name: str):
         files: image files and zips of images (URLs, data: URLs or uploaded files).
 
     Returns:
-        A table with one row per readable image (file, label, each class's probability, out_of_distribution), the
+        A table with one row per readable image (file, label, each class's probability, out_of_distribution,
+        too_poor_to_judge: the label is then the out-of-distribution label or why the image is too poor to judge), the
         same as a CSV file, and the files skipped with why.
     """)
 

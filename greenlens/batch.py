@@ -24,12 +24,14 @@ class BatchResult:
 
     @property
     def columns(self) -> list[str]:
-        return ["file", "label", *(probability_column(label) for label in self.labels), "out_of_distribution"]
+        return ["file", "label", *(probability_column(label) for label in self.labels), "out_of_distribution", "too_poor_to_judge"]
 
     def rows(self) -> list[dict]:
+        """`label` is the answer (a class, the out-of-distribution label or why the image is too poor
+        to judge); `out_of_distribution` and `too_poor_to_judge` say which kind of refusal it is."""
         return [
             {"file": name, "label": p.label, **{probability_column(label): p.probabilities[label] for label in self.labels},
-             "out_of_distribution": p.out_of_distribution}
+             "out_of_distribution": p.out_of_distribution, "too_poor_to_judge": p.problem is not None}
             for name, p in zip(self.names, self.predictions)
         ]
 

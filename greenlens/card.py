@@ -93,6 +93,7 @@ def render_card(info: dict, template: Path = TEMPLATE) -> ModelCard:
         versions_text=", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         command=info["command"],
         ood=info.get("ood"),
+        robustness=info.get("robustness"),
         runtimes=info.get("runtimes"),
         out_of_distribution_label=task.get("out_of_distribution_label", "out of distribution"),
     )

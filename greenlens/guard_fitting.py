@@ -15,30 +15,51 @@ from .images import ImageError, decode_image
 
 
 def fit_and_measure(model, layers: list[str], train_images, train_labels, validation_images, test_images,
-                    other_images: dict[str, list[np.ndarray]], image_size: int) -> tuple[ood.DistributionGuard, dict, dict]:
-    """Fits the guard on the training images and sets its thresholds on the validation images;
-    measures it on the test images (which set nothing) and on out-of-distribution images.
+                    other_images: dict[str, list[np.ndarray]], image_size: int, *, threshold_images=(),
+                    outlier_images=(), quality=None) -> tuple[ood.DistributionGuard, dict, dict]:
+    """Fits the guard on the training images (augmented views among them) and sets its thresholds on
+    the validation images and `threshold_images` (their augmented views); measures it on the test images
+    (which set nothing) and on out-of-distribution images, where an image counts as refused when the
+    guard flags it or `quality` (a QualityCheck) finds it too poor to judge.
 
     Also returns the model's probabilities on the validation and test images: the guard's
     feature pass computes them anyway, so evaluating the model needs no pass of its own."""
     features_model, sizes = feature_model(model, layers)
-    train_features = predict_images(features_model, train_images, desc="Guard features, training images")[0]
+    train_features = predict_images(features_model, train_images, desc="Guard features, training images and views")[0]
     held_out = {
         split: predict_images(features_model, images, desc=f"Evaluating on {split} images (and guard features)")
         for split, images in (("validation", validation_images), ("test", test_images))
     }
-    guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0])
+    view_features = outlier_features = None
+    if len(threshold_images):
+        view_features = predict_images(features_model, list(threshold_images), desc="Guard features, validation views")[0]
+    if len(outlier_images):
+        outlier_features = predict_images(features_model, list(outlier_images), desc="Guard features, made-up outliers")[0]
+    guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0], view_features=view_features,
+                    outlier_features=outlier_features)
+
+    def refused(images) -> np.ndarray:
+        flagged = guard.flags(predict_images(features_model, images)[0])
+        if quality is not None:
+            flagged |= np.array([problem is not None for problem in quality.problems(images)])
+        return flagged
+
     out_sets = {f"synthetic {kind}": images for kind, images in synthetic_images(40, image_size).items()}
     out_sets.update(other_images)
-    shares = {name: float(guard.flags(predict_images(features_model, images)[0]).mean()) for name, images in out_sets.items() if images}
+    shares = {name: float(refused(images).mean()) for name, images in out_sets.items() if images}
     counts = {name: len(images) for name, images in out_sets.items() if images}
     report = {
         "method": "Mahalanobis distance to the nearest class mean (standardised features, shared Ledoit-Wolf "
         f"covariance) in each of {len(sizes)} feature groups: input colour statistics, channel means of "
         f"{', '.join(layers)}, pooled backbone output; flagged when any group's distance exceeds its threshold, "
-        "set on validation images so that at most 0.5% of them are flagged",
+        "set so that at most 0.5% of validation images and 2% of augmented views of them are flagged; fitted on "
+        "the training images and augmented views of them, so realistic variation of a photo is in distribution; "
+        "and a logistic boundary between those and made-up images that are not the subject (synthetic noise, "
+        "colours, gradients and scenes from other seeds than the ones measured here, and made-up backgrounds "
+        "where the task composites onto them)",
         "thresholds": [group.threshold for group in guard.groups],
         "test_flagged": float(guard.flags(held_out["test"][0]).mean()),
+        "test_too_poor": quality.rates(list(test_images)) if quality is not None else None,
         "validation_flagged": float(guard.flags(held_out["validation"][0]).mean()),
         "train_flagged": float(guard.flags(train_features).mean()),
         "out_of_distribution_flagged": shares,
@@ -46,6 +67,24 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
         "out_of_distribution_flagged_overall": sum(shares[n] * counts[n] for n in shares) / sum(counts.values()),
     }
     return guard, report, {split: probabilities for split, (_, probabilities) in held_out.items()}
+
+
+# Seeds of the made-up images the guard is fitted against; the ones it is measured on use others.
+OUTLIER_SEED = 1_000
+
+
+def outlier_images(augmentation, size: int, count: int = 150, seed: int = OUTLIER_SEED) -> list[np.ndarray]:
+    """Made-up images that are not the subject, for fitting the guard: the synthetic kinds (from other
+    seeds than those it is measured on) and, where the task composites its subject onto made-up
+    backgrounds, those backgrounds alone, plain and augmented: a surface is not a leaf."""
+    from .augment import background, view
+
+    images = [image for kind in synthetic_images(count, size, seed).values() for image in kind]
+    if augmentation.backgrounds:
+        rng = np.random.default_rng(seed)
+        surfaces = [background((size, size), rng) for _ in range(2 * count)]
+        images += surfaces + [view(surface, augmentation, rng) for surface in surfaces]
+    return images
 
 
 def synthetic_images(count: int, size: int, seed: int = 0) -> dict[str, list[np.ndarray]]:

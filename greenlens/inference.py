@@ -12,19 +12,28 @@ import numpy as np
 
 from .backbones import feature_model, get_backbone
 from .batching import predict_images
+from .quality import QualityCheck
 from .repository import load_guard
 
 
 @dataclass
 class Prediction:
-    """What the model says of one image: every class's probability, and whether the image lies
-    outside the training distribution (then `label` says so instead of naming a class)."""
+    """What the model says of one image, one of three kinds of answer: a class; "not a strawberry
+    leaf" when the image lies outside the training distribution (`out_of_distribution`); or, when it
+    is too poor to judge, why and what to do (`problem`, e.g. "too blurred to judge: retake it in
+    focus"). `label` is the answer; every class's probability is given whatever the answer."""
 
     label: str
     probabilities: dict[str, float]
     out_of_distribution: bool = False
     # The guard's score: the largest feature-group distance over its threshold (above 1: flagged).
     ood_score: float | None = None
+    problem: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """No class was named: out of distribution, or too poor to judge."""
+        return self.out_of_distribution or self.problem is not None
 
     def as_label_data(self) -> dict:
         ranked = sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)
@@ -41,6 +50,7 @@ class Classifier:
         self.labels = list(repo.labels)
         self.batch_size = batch_size
         self.guard = load_guard(repo.path, repo.source)
+        self.quality = QualityCheck.load(repo.path)  # None in repos trained before it existed
         self.out_of_distribution_label = repo.task.get("out_of_distribution_label", "out of distribution")
         # One forward pass gives both the probabilities and the features the guard reads.
         self._predict_model = feature_model(self.model, self.guard.layers)[0] if self.guard else self.model
@@ -55,16 +65,20 @@ class Classifier:
         return predict_images(self.model, images, self.batch_size)
 
     def classify(self, images: list[np.ndarray]) -> list[Prediction]:
+        """One Prediction per image. Too poor to judge comes first (a blurred leaf is still a leaf:
+        the guard would only call it "not a leaf"), then the guard, then the class."""
+        problems = self.quality.problems(images) if self.quality else [None] * len(images)
         if not self.guard:
-            return [self._prediction(row) for row in self.predict(images)]
+            return [self._prediction(row, problem=problem) for row, problem in zip(self.predict(images), problems)]
         features, probabilities = predict_images(self._predict_model, images, self.batch_size)
         scores = self.guard.scores(features)
-        return [self._prediction(row, score) for row, score in zip(probabilities, scores)]
+        return [self._prediction(row, score, problem) for row, score, problem in zip(probabilities, scores, problems)]
 
-    def _prediction(self, row: np.ndarray, score: float | None = None) -> Prediction:
-        flagged = score is not None and score > 1.0
-        label = self.out_of_distribution_label if flagged else self.labels[int(row.argmax())]
-        return Prediction(label, dict(zip(self.labels, map(float, row))), flagged, None if score is None else float(score))
+    def _prediction(self, row: np.ndarray, score: float | None = None, problem: str | None = None) -> Prediction:
+        flagged = problem is None and score is not None and score > 1.0
+        label = problem or (self.out_of_distribution_label if flagged else self.labels[int(row.argmax())])
+        return Prediction(label, dict(zip(self.labels, map(float, row))), flagged, None if score is None else float(score),
+                          problem)
 
     @property
     def positive_label(self) -> str:

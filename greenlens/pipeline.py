@@ -14,13 +14,14 @@ from . import data, evaluation, guard_fitting, litert, repository, runtimes
 from .backbones import get_backbone
 from .batch import probability_column
 from .card import render_card
+from .quality import QualityCheck
 from .tasks import Task
-from .training import TrainConfig, fine_tune
+from .training import TrainConfig, augment, fine_tune
 
-AUGMENTATIONS = {
-    "flips": "random horizontal and vertical flips",
-    "dihedral": "random flips and 90-degree rotations",
-}
+# Augmented views per image that the guard and the quality check are fitted on (training images) and
+# whose thresholds they set (validation images), beside the images themselves: realistic variation is
+# then in distribution, and only what lies beyond it is refused.
+GUARD_VIEWS = 2
 ORIGINAL_RECIPE_NOTE = (
     "The original project fine-tuned {original}; this model was trained with the `{recipe}` recipe because "
     "{original}'s ImageNet weights could not be downloaded where it was trained. `train.py {task} --recipe "
@@ -69,9 +70,13 @@ def train_task(
     evaluate_started = time.perf_counter()
     recipe = config.recipe
     spec = get_backbone(recipe.backbone)
+    train_views, train_view_labels = _views(train, config, seed=config.seed + 101)
+    validation_views, _ = _views(validation, config, seed=config.seed + 202)
+    quality = QualityCheck.fit(train.images + train_views, recipe.image_size)
     guard, guard_report, probabilities = guard_fitting.fit_and_measure(
-        result.model, list(spec.guard_layers), train.images, train.labels, validation.images, test.images,
-        other_images or {}, _typical_size(examples),
+        result.model, list(spec.guard_layers), train.images + train_views, np.concatenate([train.labels, train_view_labels]),
+        validation.images, test.images, other_images or {}, _typical_size(examples), threshold_images=validation_views,
+        outlier_images=guard_fitting.outlier_images(config.augmentation, _typical_size(examples)), quality=quality,
     )
     metrics = {name: evaluation.evaluate(task, probabilities[name], splits[name].labels, splits[name].sources)
                for name in ("test", "validation")}
@@ -111,7 +116,7 @@ def train_task(
         "timings": timings,
         "recipe_name": recipe_name,
         "recipe": asdict(recipe),
-        "run": {"augmentation": config.augmentation, "weights": _weights_name(config.weights), "seed": config.seed},
+        "run": {"augmentation": asdict(config.augmentation), "weights": _weights_name(config.weights), "seed": config.seed},
         "counts": {
             "total": len(examples),
             "skipped": len(skipped),
@@ -124,7 +129,7 @@ def train_task(
             + ("grouped by physical leaf (`leaf_id` of leaf_groups.csv): no leaf in two splits" if task.group_csv
                else "each tile its own group")
         ),
-        "augmentation_description": AUGMENTATIONS[config.augmentation],
+        "augmentation_description": config.augmentation.description,
         "weights_description": _weights_description(config.weights),
         "backbone_note": ORIGINAL_RECIPE_NOTE.format(
             original=get_backbone(original.backbone).display_name, recipe=recipe_name, task=task.name,
@@ -134,16 +139,25 @@ def train_task(
         "versions": _versions(),
         "command": command,
     }
-    write_repo(out_dir, task, result.model, record, probabilities, splits, guard, exports)
+    write_repo(out_dir, task, result.model, record, probabilities, splits, guard, exports, quality=quality)
     log(f"Wrote {out_dir}")
     return record
 
 
+def _views(examples: data.Examples, config: TrainConfig, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """GUARD_VIEWS fresh augmented views of every image (not the cached training views), with labels."""
+    rng = np.random.default_rng(seed)
+    views = [augment(image, config.augmentation, rng, view=2) for _ in range(GUARD_VIEWS) for image in examples.images]
+    return views, np.tile(np.asarray(examples.labels), GUARD_VIEWS)
+
+
 def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: dict[str, np.ndarray],
-               splits: dict[str, data.Examples], guard, exports: str = "all") -> None:
+               splits: dict[str, data.Examples], guard, exports: str = "all", *, quality: QualityCheck | None = None) -> None:
     with repository.atomic_directory(out_dir) as folder:
         repository.save_model(model, folder)
         guard.save(folder)
+        if quality is not None:
+            quality.save(folder)
         test, train = splits["test"], splits["train"]
         if exports != "none":
             calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]

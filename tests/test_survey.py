@@ -302,7 +302,8 @@ def test_batch_and_kaggle_submission_command_line(cactus_dir, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(table)))
-    assert len(rows) == 12 and set(rows[0]) == {"file", "label", "p_cactus", "p_no_cactus", "out_of_distribution"}
+    assert len(rows) == 12 and set(rows[0]) == {"file", "label", "p_cactus", "p_no_cactus", "out_of_distribution",
+                                                 "too_poor_to_judge"}
     for row in rows:
         expected = "not an aerial tile" if row["out_of_distribution"] == "True" else (
             "cactus" if float(row["p_cactus"]) >= 0.5 else "no cactus")
