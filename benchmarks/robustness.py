@@ -175,7 +175,7 @@ def outcomes(classifier, images: list[np.ndarray], labels: list[str]) -> dict[st
     predictions = classifier.classify(images)
     n = len(predictions)
     ood = sum(p.out_of_distribution for p in predictions)
-    poor = sum(getattr(p, "problem", None) is not None for p in predictions)
+    poor = sum(p.problem is not None for p in predictions)
     right = sum(not p.refused and p.label == label for p, label in zip(predictions, labels))
     wrong = n - ood - poor - right
     return {"right": right / n, "refused_ood": ood / n, "refused_quality": poor / n, "wrong": wrong / n}

@@ -181,7 +181,7 @@ class GeoRaster(Raster):
             raise RasterError(f"{self.name} is stored in {rows * cols:,} blocks, over the limit of {MAX_BLOCKS:,}.")
         with self._gdal():
             stored = np.array([[self.dataset.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=self.bands[0]) is not None
-                                for c in range(cols)] for r in range(rows)], bool).reshape(rows, cols)
+                                for c in range(cols)] for r in range(rows)], bool)
         return sum(bool(stored[w.y // block_height : -(-(w.y + w.height) // block_height),
                                w.x // block_width : -(-(w.x + w.width) // block_width)].any()) for w in windows)
 
