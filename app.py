@@ -7,7 +7,7 @@ Models come from LEAF_MODEL / CACTUS_MODEL (a model folder, or a Hub repo id `or
 from __future__ import annotations
 
 import atexit
-import json
+import inspect
 import os
 import shutil
 import signal
@@ -18,25 +18,25 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402  (Gradio's own dependency: what its Dataframe shows)
-from gradio.components.label import LabelConfidence, LabelData  # noqa: E402
-from gradio.utils import NamedString  # noqa: E402
-from gradio_client.utils import is_valid_file  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
+import gradio as gr
+import pandas as pd
+from gradio.components.label import LabelConfidence, LabelData
+from gradio.utils import NamedString
+from gradio_client.utils import is_valid_file
+from PIL import Image, UnidentifiedImageError
 
-from greenlens import survey as surveying  # noqa: E402
-from greenlens.batch import classify_to_csv  # noqa: E402
-from greenlens.examples import example_files  # noqa: E402
-from greenlens.images import MAX_PIXELS, SERVING_SIDE, ImageError, decode_image  # noqa: E402
-from greenlens.inference import Classifier, RequestBatcher  # noqa: E402
-from greenlens.quality import PROBLEMS  # noqa: E402
-from greenlens.repository import ModelSourceError  # noqa: E402
-from greenlens.tasks import TASKS  # noqa: E402
-from greenlens.tiles import TileClassifier  # noqa: E402
+from greenlens import survey as surveying
+from greenlens.core.examples import example_files
+from greenlens.core.folder_csv import classify_to_csv
+from greenlens.core.images import MAX_PIXELS, SERVING_SIDE, ImageError, decode_image
+from greenlens.core.inference import Classifier, RequestBatcher
+from greenlens.core.quality import PROBLEMS
+from greenlens.core.repository import ModelSourceError
+from greenlens.core.tasks import TASKS
+from greenlens.survey.tile_model import TileClassifier
 
 HERE = Path(__file__).resolve().parent
-MODEL_VARIABLES = {task: f"{task.upper()}_MODEL" for task in TASKS}
+MODEL_VARIABLES = {name: task.model_variable for name, task in TASKS.items()}
 # Concurrent /classify_* requests share one forward pass, up to this many; 1 turns batching off.
 MAX_BATCH_SIZE = int(os.environ.get("GREENLENS_MAX_BATCH_SIZE", "16"))
 MAX_FILE_SIZE = os.environ.get("GREENLENS_MAX_FILE_SIZE", "20mb")
@@ -47,6 +47,12 @@ RESULT_MAX_AGE_S = int(os.environ.get("GREENLENS_RESULT_MAX_AGE_S", "3600"))
 # threads, so the other requests keep a core.
 SURVEY_LIMITS = surveying.Limits.from_environment()
 SURVEY_THREADS = int(os.environ.get("GREENLENS_SURVEY_THREADS", "1"))
+# The heavy events (surveys, batches, Grad-CAM) share one concurrency group of this many slots: on a
+# 2-vCPU Space one heavy job at a time leaves a core to the quick /classify_* requests.
+HEAVY = dict(concurrency_id="heavy", concurrency_limit=int(os.environ.get("GREENLENS_HEAVY_JOBS", "1")))
+# Requests waiting in the queue, all events together; one more is refused at once (HTTP 503, "Queue is
+# full... try again"; gradio_client raises QueueError) instead of waiting without end.
+QUEUE_MAX_SIZE = int(os.environ.get("GREENLENS_QUEUE_MAX_SIZE", "32"))
 # Results are written inside Gradio's cache folder: Gradio then serves them without making a copy, and
 # its delete_cache removes them with the uploads. What a failed request wrote is never handed to Gradio,
 # so this process's folder is also swept by age, and removed at exit.
@@ -136,6 +142,16 @@ def as_tool(function, name: str, doc: str):
     return function
 
 
+def description(function) -> str:
+    """An endpoint's API and MCP tool description: its docstring without the Args (each input's schema
+    carries its own), so what it returns reaches MCP clients whole."""
+    doc = inspect.cleandoc(function.__doc__ or "")
+    summary, _, rest = doc.partition("Args:")
+    returns = rest.partition("Returns:")[2]
+    text = f"{summary.strip()} Returns: {returns.strip()}" if returns.strip() else summary.strip()
+    return " ".join(text.split())
+
+
 def classify_fn(classifier: Classifier, task_name: str):
     """The endpoint function: an uploaded file path -> the label, with every class's probability;
     the top label names the out-of-distribution case when the guard flags it.
@@ -143,7 +159,11 @@ def classify_fn(classifier: Classifier, task_name: str):
     Up to MAX_BATCH_SIZE requests run at once (the event's concurrency limit); each decodes its own
     upload, so a bad file fails only its own request with its own message, and the decoded images of
     concurrent requests share one forward pass (RequestBatcher). MAX_BATCH_SIZE=1: one at a time."""
-    run = RequestBatcher(classifier.classify, MAX_BATCH_SIZE) if MAX_BATCH_SIZE > 1 else lambda image: classifier.classify([image])[0]
+    if MAX_BATCH_SIZE > 1:
+        run = RequestBatcher(classifier.classify, MAX_BATCH_SIZE)
+    else:
+        def run(image):
+            return classifier.classify([image])[0]
 
     def classify(path: str | None) -> dict:
         prediction = run(read_upload(path))
@@ -154,7 +174,8 @@ def classify_fn(classifier: Classifier, task_name: str):
     return as_tool(classify, f"classify_{task_name}", f"""{task.summary} {task.scope}
 
     Args:
-        path: the image: an http(s) URL, a data: URL (data:image/jpeg;base64,...) or an uploaded file; JPEG, PNG, WebP, GIF, BMP or TIFF.
+        path: the image: an http(s) URL, a data: URL (data:image/jpeg;base64,...) or an uploaded file; JPEG, PNG, WebP,
+            GIF, BMP or TIFF.
 
     Returns:
         {{"label": the answer, one of three kinds: exactly {labels}; "{task.out_of_distribution_label}" when the image does
@@ -168,7 +189,8 @@ def explain_fn(classifier: Classifier, task_name: str):
     def explain(path: str | None):
         return classifier.explain(read_upload(path))
 
-    return as_tool(explain, f"explain_{task_name}", f"""Where the {TASKS[task_name].title.lower()} model looked for its answer: Grad-CAM.
+    title = TASKS[task_name].title.lower()
+    return as_tool(explain, f"explain_{task_name}", f"""Where the {title} model looked for its answer: Grad-CAM.
 
     Args:
         path: the image: an http(s) URL, a data: URL or an uploaded file.
@@ -201,21 +223,20 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
             gr.Markdown(facts_markdown(classifier))
     button.click(
         classify, image, label, api_name=f"classify_{task_name}", concurrency_limit=MAX_BATCH_SIZE,
-        api_description=f"{task.summary} Image in (URL, data: URL or file); out: the label (exactly "
-        f"{' or '.join(repr(label) for label in task.labels)}, or {task.out_of_distribution_label!r}, or why the image is too "
-        "poor to judge, e.g. 'too blurred to judge: retake it in focus') and every class's probability.",
+        api_description=description(classify),
     )
     explain = explain_fn(classifier, task_name)
     gr.on(
-        [button.click, show_heat.change], lambda path, show: gr.Image(value=explain(path) if show and path else None, visible=show),
-        [image, show_heat], heat, api_visibility="private",
+        [button.click, show_heat.change],
+        lambda path, show: gr.Image(value=explain(path) if show and path else None, visible=show),
+        [image, show_heat], heat, api_visibility="private", **HEAVY,
     )
     # The named endpoint takes just the image; the button itself is never shown.
     gr.Button(visible=False).click(
-        explain, image, heat, api_name=f"explain_{task_name}",
-        api_description="Image file in; the image with a Grad-CAM heat map of where the model looked out.",
+        explain, image, heat, api_name=f"explain_{task_name}", **HEAVY, api_description=description(explain),
     )
-    examples = example_files(task_name)
+    # The checkout's (copied in by `make` or a deploy), else the model repo's own (a Hub model carries some).
+    examples = example_files(task_name) or example_files(task_name, classifier.repo.path / "examples")
     if examples:
         # Thumbnails with the expected label under each: click one to classify it.
         gallery = gr.Gallery([(str(path), f"expected: {expected}") for path, expected in examples],
@@ -245,7 +266,8 @@ def batch_fn(classifier: Classifier, task_name: str):
         table = pd.DataFrame(result.rows(), columns=result.columns)
         return table, str(path), [{"file": name, "error": why} for name, why in result.failures]
 
-    return as_tool(classify_files, f"batch_{task_name}", f"""Classifies many images at once with the {TASKS[task_name].title.lower()} model.
+    title = TASKS[task_name].title.lower()
+    return as_tool(classify_files, f"batch_{task_name}", f"""Classifies many images at once with the {title} model.
 
     Args:
         files: image files and zips of images (URLs, data: URLs or uploaded files).
@@ -264,34 +286,34 @@ def build_batch(task_name: str, classifier: Classifier) -> None:
         table = gr.Dataframe(label="Predictions", wrap=True)
         csv_file = gr.File(label="CSV")
         skipped = gr.JSON(label="Skipped files (not images this app can read)")
-        button.click(batch_fn(classifier, task_name), files, [table, csv_file, skipped], api_name=f"batch_{task_name}",
-                     api_description="Image files or zips in; a table and a CSV of predictions, and the files skipped "
-                     "with why, out.")
+        classify_files = batch_fn(classifier, task_name)
+        button.click(classify_files, files, [table, csv_file, skipped], api_name=f"batch_{task_name}", **HEAVY,
+                     api_description=description(classify_files))
 
 
 def survey_fn(tiles: TileClassifier):
     """The survey endpoints' function: an uploaded GeoTIFF, PNG or JPEG -> overlay, summary, tiles CSV,
     and every output file (GeoPackage, GeoJSON, probability GeoTIFF where the raster has a CRS)."""
 
-    def run_survey(path: str | None, stride: float = surveying.TILE, threshold: float = 0.5,
-                   tile_size: float = surveying.TILE, progress=gr.Progress()):
+    def run_survey(path: str | None, stride: float = tiles.tile, threshold: float = 0.5,
+                   tile_size: float = tiles.tile, progress=gr.Progress()):
         if path is None:
             raise gr.Error("No image was given.")
         out_dir = output_file("survey")
         try:
             result = surveying.survey_raster(
-                path, tiles, out_dir, int(stride), float(threshold), int(tile_size),
+                path, tiles, out_dir, stride=int(stride), threshold=float(threshold), tile_size=int(tile_size),
                 progress=lambda done, total: progress(done / total, desc=f"{done:,} of {total:,} tiles"),
                 untrusted=True, limits=SURVEY_LIMITS,
             )
         except surveying.SurveyError as error:
             raise gr.Error(str(error)) from None
-        summary = json.loads(result.files["summary"].read_text())
-        if summary["warning"]:
-            gr.Warning(summary["warning"])
-        return str(result.files["overlay"]), summary, str(result.files["tiles"]), [str(f) for f in result.files.values()]
+        if result.summary["warning"]:
+            gr.Warning(result.summary["warning"])
+        return str(result.files["overlay"]), result.summary, str(result.files["tiles"]), [str(f) for f in result.files.values()]
 
-    return as_tool(run_survey, "survey_files", SURVEY_DOC + "\n        Also the list of every output file.\n    ")
+    every_file = "Also every output file: GeoPackage, GeoJSON, probability GeoTIFF (with a CRS), summary.json."
+    return as_tool(run_survey, "survey_files", f"{SURVEY_DOC}\n        {every_file}\n    ")
 
 
 SURVEY_DOC = f"""Surveys an aerial image or drone orthomosaic for cacti: the image is cut into tiles at the training scale,
@@ -312,11 +334,12 @@ SURVEY_DOC = f"""Surveys an aerial image or drone orthomosaic for cacti: the ima
 
 
 def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
-    tile = classifier.repo.task.get("survey_tile") or surveying.TILE
+    tile = tiles.tile
     positive = classifier.positive_label
     gr.Markdown(
         f"Upload an aerial image or a drone orthomosaic: a GeoTIFF (any CRS, nodata or alpha outside the flown "
-        f"area, 8 or 16 bits), a PNG or a JPEG, up to {MAX_FILE_SIZE} and {SURVEY_LIMITS.max_windows * surveying.CHUNK ** 2 / 1e6:,.0f} "
+        f"area, 8 or 16 bits), a PNG or a JPEG, up to {MAX_FILE_SIZE} and "
+        f"{SURVEY_LIMITS.max_windows * surveying.CHUNK ** 2 / 1e6:,.0f} "
         f"million pixels of data (a survey here stops after {SURVEY_LIMITS.time_limit_s:g} s; `greenlens survey` on your "
         "own machine has no limit). It is cut into tiles that are resampled to "
         f"the {tile} x {tile} pixels the model was trained on; set the tile size to the number of your pixels that "
@@ -338,11 +361,9 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
             downloads = gr.File(label="All outputs", file_count="multiple", elem_id="survey-downloads")
     run = survey_fn(tiles)
     inputs = [upload, stride, threshold, tile_size]
-    # Both survey endpoints share one slot: a second survey waits in the queue.
-    button.click(run, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files",
-                 concurrency_id="survey", concurrency_limit=1,
-                 api_description="Aerial image or orthomosaic, stride, threshold, tile size in; the preview, the "
-                 "summary, the tiles CSV and every output file out.")
+    # Both survey endpoints are heavy: a second survey (or a batch) waits in the queue.
+    button.click(run, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files", **HEAVY,
+                 api_description=description(run))
     def survey(path: str | None, stride: float = tile, threshold: float = 0.5, tile_size: float = tile,
                progress=gr.Progress()):
         return run(path, stride, threshold, tile_size, progress)[:3]
@@ -351,9 +372,7 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
 
     # /survey keeps its three outputs for existing callers; its button is never shown.
     gr.Button(visible=False).click(
-        survey, inputs, [overlay, summary, tiles_csv], api_name="survey", concurrency_id="survey", concurrency_limit=1,
-        api_description="Aerial image or orthomosaic, stride, threshold, tile size in; the preview, the summary "
-        "and the tiles CSV out.",
+        survey, inputs, [overlay, summary, tiles_csv], api_name="survey", **HEAVY, api_description=description(survey),
     )
 
 
@@ -375,7 +394,7 @@ def build_demo(models: dict[str, tuple[Classifier, TileClassifier | None]]) -> g
             if tiles is not None:
                 with gr.Tab("Aerial survey"):
                     build_survey_tab(classifier, tiles)
-    demo.queue(default_concurrency_limit=1)
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
     return demo
 
 
@@ -389,8 +408,10 @@ def stop(signum, frame):
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    demo = build_demo({task: load_models(task) for task in MODEL_VARIABLES})
+    models = {task: load_models(task) for task in MODEL_VARIABLES}
+    demo = build_demo(models)
     # The endpoints are also Model Context Protocol tools for assistants (/gradio_api/mcp/), unless
     # GRADIO_MCP_SERVER is false.
     mcp = os.environ.get("GRADIO_MCP_SERVER", "true").lower() not in ("0", "false", "no")
-    demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(HERE / "examples")], mcp_server=mcp)
+    model_examples = [str(classifier.repo.path / "examples") for classifier, _ in models.values()]
+    demo.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=[str(HERE / "examples"), *model_examples], mcp_server=mcp)

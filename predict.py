@@ -1,10 +1,10 @@
 """Classify images, survey aerial images and orthomosaics, or write a Kaggle submission:
 `python predict.py --help` (the same as `greenlens predict` and `greenlens survey`; the code is
-greenlens/predict_cli.py)."""
+greenlens/cli/predict.py)."""
 
 import sys
 
-from greenlens.predict_cli import main
+from greenlens.cli.predict import main
 
 if __name__ == "__main__":
     sys.exit(main())

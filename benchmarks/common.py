@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # BENCHMARK_RESULTS: write the JSON elsewhere (the tests do, to keep the committed numbers).
 RESULTS = Path(os.environ.get("BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")
@@ -28,7 +27,7 @@ def timed(function, repeat: int) -> list[float]:
 
 def percentile(values, q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def report(name: str, rows: list[dict], extra: dict | None = None) -> None:
@@ -77,7 +76,7 @@ def start_server(script: Path, env: dict | None = None, timeout: float = 240):
 
 def example_calls() -> list[tuple[Path, str, str]]:
     """(image, endpoint, expected label) for every example image of both tasks."""
-    from greenlens.examples import example_files
+    from greenlens.core.examples import example_files
 
     calls = [(path, f"/classify_{task}", expected) for task in ("leaf", "cactus") for path, expected in example_files(task)]
     if not calls:
@@ -103,7 +102,7 @@ def concurrent_requests(url: str, clients: int, requests_per_client: int, calls)
                 label = client.predict(handle_file(str(path)), api_name=endpoint)["label"]
                 if label != expected:
                     errors.append(f"{path.name}: {label!r}, expected {expected!r}")
-            except Exception as error:  # noqa: BLE001 - counted and reported, the run goes on
+            except Exception as error:
                 errors.append(f"{path.name}: {error}")
             latencies.append(time.perf_counter() - started)
         return latencies, errors

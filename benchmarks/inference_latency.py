@@ -14,9 +14,9 @@ import numpy as np
 from common import ROOT, percentile, report, start_server, timed
 from gradio_client import Client, handle_file
 
-from greenlens.examples import example_files
-from greenlens.images import decode_image
-from greenlens.inference import Classifier
+from greenlens.core.examples import example_files
+from greenlens.core.images import decode_image
+from greenlens.core.inference import Classifier
 
 
 def main() -> None:
@@ -35,7 +35,8 @@ def main() -> None:
         app_client, noop_client = Client(app_url, verbose=False), Client(noop_url, verbose=False)
         first = examples["leaf"][0][0]
         app_client.predict(handle_file(str(first)), api_name="/classify_leaf")
-        rows.append({"what": "app cold start (process start to first answer)", "p50_ms": (time.perf_counter() - started) * 1000, "p95_ms": float("nan")})
+        rows.append({"what": "app cold start (process start to first answer)",
+                     "p50_ms": (time.perf_counter() - started) * 1000, "p95_ms": float("nan")})
         for task in ("leaf", "cactus"):
             path = examples[task][0][0]
             classifier = Classifier.load(str(ROOT / "models" / task))
@@ -47,7 +48,8 @@ def main() -> None:
             via_noop = timed(lambda: noop_client.predict(handle_file(str(path)), api_name="/classify"), args.requests)
             for what, times in (("bare predict_on_batch", bare), ("Classifier.classify (with guard)", guarded),
                                 ("gradio_client -> app", via_app), ("gradio_client -> do-nothing app", via_noop)):
-                rows.append({"what": f"{task}: {what}", "p50_ms": percentile(times, 50) * 1000, "p95_ms": percentile(times, 95) * 1000})
+                rows.append({"what": f"{task}: {what}", "p50_ms": percentile(times, 50) * 1000,
+                             "p95_ms": percentile(times, 95) * 1000})
             overhead = percentile(via_app, 50) - percentile(via_noop, 50)
             targets[task] = {"app_minus_noop_over_bare_p50": overhead / percentile(bare, 50), "target": 1.5}
     finally:

@@ -4,8 +4,12 @@ Reports errors, p50/p95 latency and the app's resident memory after warm-up (the
 Targets: zero errors; memory after the run within 50 MB of after warm-up.
 
     python benchmarks/load_test.py [--clients 8] [--requests 50] [--url URL --pid PID]
+    python benchmarks/load_test.py --overflow        # the queue's limit: refusals say "try again"
 
 With --url and --pid it loads an app that is already running (the tests' one) instead of starting its own.
+--overflow starts an app whose queue holds OVERFLOW_QUEUE requests and sends OVERFLOW_CALLS heavy requests
+(/explain_leaf, one slot) at once. Targets: some answered, the rest refused at once with Gradio's "Queue is
+full ... try again", nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +20,44 @@ import sys
 from common import ROOT, concurrent_requests, example_calls, report, resident_mb, start_server
 
 MEMORY_GROWTH_LIMIT_MB = 50
+OVERFLOW_QUEUE = 2
+OVERFLOW_CALLS = 12
+
+
+def overflow() -> int:
+    """OVERFLOW_CALLS simultaneous Grad-CAM requests against a queue of OVERFLOW_QUEUE places."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    image = next(path for path, endpoint, _ in example_calls() if endpoint == "/classify_leaf")
+    app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE)})
+    try:
+        clients = [Client(url, verbose=False) for _ in range(OVERFLOW_CALLS)]
+
+        def call(client):
+            started = time.perf_counter()
+            try:
+                client.predict(handle_file(str(image)), api_name="/explain_leaf")
+                return "answered", time.perf_counter() - started, ""
+            except Exception as error:
+                refused = "queue is full" in str(error).lower() and "try again" in str(error).lower()
+                return "refused" if refused else "error", time.perf_counter() - started, f"{type(error).__name__}: {error}"
+
+        with ThreadPoolExecutor(OVERFLOW_CALLS) as pool:
+            outcomes = list(pool.map(call, clients))
+    finally:
+        app.terminate()
+    counts = {kind: sum(1 for outcome in outcomes if outcome[0] == kind) for kind in ("answered", "refused", "error")}
+    refused_s = [seconds for kind, seconds, _ in outcomes if kind == "refused"]
+    row = {"calls": OVERFLOW_CALLS, "queue_max_size": OVERFLOW_QUEUE, **counts,
+           "slowest_refusal_s": round(max(refused_s), 3) if refused_s else None}
+    messages = sorted({message for kind, _, message in outcomes if kind != "answered"})
+    passed = counts["answered"] > 0 and counts["refused"] > 0 and counts["error"] == 0
+    report("queue_overflow", [row], {"passed": passed, "messages": messages})
+    print(f"{'PASSED' if passed else 'FAILED'}: {counts}; callers saw: {messages}")
+    return 0 if passed else 1
 
 
 def main() -> int:
@@ -24,7 +66,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
     parser.add_argument("--url", help="a running app to load (default: start one)")
     parser.add_argument("--pid", type=int, help="the running app's process id, for its memory")
+    parser.add_argument("--overflow", action="store_true", help="measure the queue's limit instead (its own app)")
     args = parser.parse_args()
+    if args.overflow:
+        return overflow()
     calls = example_calls()
     app, url, _ = (None, args.url, 0) if args.url else start_server(ROOT / "app.py")
     pid = args.pid if args.url else app.pid

@@ -5,7 +5,7 @@ changes, and the guard on images that are not the task's subject.
 For each condition: the share answered right, refused as out of distribution, refused as too poor to
 judge, and answered wrong, for the old models (a git revision, before robust training) and the new
 ones (models/). None of these corruption implementations is used in training (the AugMix protocol:
-greenlens.augment), and the test split set nothing in training or selection.
+greenlens.training.augment), and the test split set nothing in training or selection.
 
     python benchmarks/robustness.py [--old REV] [--tasks leaf cactus] [--images N]
 
@@ -106,10 +106,10 @@ def _border(image: np.ndarray) -> np.ndarray:
     return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
 
 
-def test_split(task: str, limit: int, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+def held_out_split(task: str, limit: int, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
     """Up to `limit` images of the model's test split (stratified by label), with their labels."""
-    from greenlens.images import decode_image
-    from greenlens.tasks import TASKS
+    from greenlens.core.images import decode_image
+    from greenlens.core.tasks import TASKS
 
     root = DATA_DIR / Path(TASKS[task].data_folders[0]).parent  # test.csv names files from the data folder's parent
     with open(ROOT / "models" / task / "test.csv", newline="") as handle:
@@ -128,7 +128,7 @@ def out_of_distribution_sets(task: str, side: int) -> dict[str, list[np.ndarray]
     and the natural photos bundled with scikit-image."""
     import skimage.data
 
-    from greenlens.guard_fitting import read_other_images, synthetic_images
+    from greenlens.training.guard import read_other_images, synthetic_images
 
     sets = {f"synthetic {kind}": images for kind, images in synthetic_images(40, side, seed=7).items()}
     other = DATA_DIR / ("aerial-cactus/test" if task == "leaf" else "strawberry-leaf/color")
@@ -138,7 +138,7 @@ def out_of_distribution_sets(task: str, side: int) -> dict[str, list[np.ndarray]
                  "cell", "colorwheel", "logo", "skin", "motorcycle_left", "motorcycle_right"):
         try:
             image = np.asarray(getattr(skimage.data, name)())
-        except Exception:  # noqa: BLE001 - a sample that needs a download is skipped
+        except Exception:
             continue
         image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
         photos += _crops(image.astype(np.uint8), side)
@@ -190,13 +190,13 @@ def main() -> int:
     parser.add_argument("--update-cards", action="store_true",
                         help="write the results into the new models' metrics.json and model cards (How it holds up)")
     args = parser.parse_args()
-    from greenlens.inference import Classifier
+    from greenlens.core.inference import Classifier
 
     old_root = old_models(args.old)
     rows, summary, ood_rows = [], {}, []
     for task in args.tasks:
         started = time.perf_counter()
-        images, labels = test_split(task, args.images or {"leaf": 120, "cactus": 1000}[task])
+        images, labels = held_out_split(task, args.images or {"leaf": 120, "cactus": 1000}[task])
         models = {"old": Classifier.load(str(old_root / task)), "new": Classifier.load(str(args.new / task))}
         conditions = [("clean", 0, images)]
         jobs = [(name, severity) for name in CORRUPTIONS for severity in SEVERITIES]
@@ -215,7 +215,8 @@ def main() -> int:
                 picked = [r for r in rows if r["task"] == task and r["model"] == which and r["severity"] == severity
                           and r["condition"] in CORRUPTIONS]
                 summary[f"{task}/{which}/severity {severity}"] = {
-                    key: round(float(np.mean([r[key] for r in picked])), 4) for key in ("right", "refused_ood", "refused_quality", "wrong")
+                    key: round(float(np.mean([r[key] for r in picked])), 4)
+                    for key in ("right", "refused_ood", "refused_quality", "wrong")
                 } | {"worst_wrong": max(r["wrong"] for r in picked),
                      "worst_wrong_condition": max(picked, key=lambda r: r["wrong"])["condition"]}
         side = int(models["new"].repo.task.get("survey_tile") or 256)
@@ -229,7 +230,8 @@ def main() -> int:
     for key, values in summary.items():
         print(f"{key}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
     report("robustness", rows, {"summary": summary, "out_of_distribution": ood_rows, "old_revision": args.old,
-                                "seen_in_kind": sorted(SEEN_IN_KIND), "images_per_condition": args.images or "leaf 120, cactus 1000"})
+                                "seen_in_kind": sorted(SEEN_IN_KIND),
+                                "images_per_condition": args.images or "leaf 120, cactus 1000"})
     for row in ood_rows:
         print(row)
     if args.update_cards:
@@ -246,7 +248,8 @@ def card_section(task: str, rows: list[dict], ood_rows: list[dict], args) -> dic
         return {"right": right, "wrong": wrong, "refused": 1 - right - wrong}
 
     def both(match) -> dict:
-        return {which: shares([r for r in rows if r["task"] == task and r["model"] == which and match(r)]) for which in ("old", "new")}
+        return {which: shares([r for r in rows if r["task"] == task and r["model"] == which and match(r)])
+                for which in ("old", "new")}
 
     table = [{"condition": "clean", **both(lambda r: r["condition"] == "clean")}]
     table += [{"condition": f"corruptions at severity {severity} (mean of {len(CORRUPTIONS)})",
@@ -255,7 +258,8 @@ def card_section(task: str, rows: list[dict], ood_rows: list[dict], args) -> dic
     ood = []
     for name in dict.fromkeys(r["set"] for r in ood_rows if r["task"] == task):
         by_model = {r["model"]: r for r in ood_rows if r["task"] == task and r["set"] == name}
-        ood.append({"set": name, "images": by_model["new"]["images"], "new": by_model["new"]["refused"], "old": by_model["old"]["refused"]})
+        ood.append({"set": name, "images": by_model["new"]["images"], "new": by_model["new"]["refused"],
+                    "old": by_model["old"]["refused"]})
     images = args.images or {"leaf": 120, "cactus": 1000}[task]
     return {"images": images, "old_revision": args.old, "rows": table, "out_of_distribution": ood,
             "command": "python benchmarks/robustness.py --update-cards" + (f" --images {args.images}" if args.images else "")}
@@ -264,8 +268,8 @@ def card_section(task: str, rows: list[dict], ood_rows: list[dict], args) -> dic
 def update_card(folder: Path, section: dict) -> None:
     import json
 
-    from greenlens.card import render_card
-    from greenlens.repository import write_json
+    from greenlens.core.repository import write_json
+    from greenlens.training.card import render_card
 
     record = json.loads((folder / "metrics.json").read_text())
     record["robustness"] = section

@@ -32,9 +32,9 @@ CRS, PIXEL = "EPSG:32614", 0.05
 
 
 def real_tiles(count: int = 2000) -> np.ndarray:
-    from greenlens.images import decode_image
+    from greenlens.core.images import decode_image
 
-    rows = list(csv.DictReader(open(DATA_DIR / "aerial-cactus" / "train.csv")))[:count]
+    rows = list(csv.DictReader(Path(DATA_DIR / "aerial-cactus" / "train.csv").read_text().splitlines()))[:count]
     return np.stack([decode_image(DATA_DIR / "aerial-cactus" / "train" / row["id"]) for row in rows])
 
 
@@ -121,7 +121,8 @@ def main() -> None:
     rows = []
     for name, raster, extra in ((f"{args.size:,} x {args.size:,} GeoTIFF, one process", dense, ()),
                                 (f"{args.sparse_size:,} x {args.sparse_size:,}, 99% nodata", empty, ()),
-                                (f"{args.size:,} x {args.size:,} GeoTIFF, --scheduler local:2", dense, ("--scheduler", "local:2"))):
+                                (f"{args.size:,} x {args.size:,} GeoTIFF, --scheduler local:2", dense,
+                                 ("--scheduler", "local:2"))):
         result = run_survey(args.model, raster, *extra)
         summary = result["summary"]
         cells = summary["tiles"] + summary["nodata_tiles"]

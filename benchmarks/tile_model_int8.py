@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, report
 
-from greenlens.backbones import feature_model, get_backbone
-from greenlens.images import decode_image
-from greenlens.litert import TILE_MODEL, LiteRTModel, convert
-from greenlens.ood import DistributionGuard
+from greenlens.core.backbones import feature_model, get_backbone
+from greenlens.core.images import decode_image
+from greenlens.core.litert import TILE_MODEL, LiteRTModel, convert
+from greenlens.core.ood import DistributionGuard
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 
@@ -34,14 +34,16 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.model)
     model = keras.saving.load_model(str(folder), compile=False)
-    validation = list(csv.DictReader(open(folder / "validation.csv")))
-    held_out = {row["file"] for row in validation} | {row["file"] for row in csv.DictReader(open(folder / "test.csv"))}
+    validation = list(csv.DictReader(Path(folder / "validation.csv").read_text().splitlines()))
+    test = csv.DictReader(Path(folder / "test.csv").read_text().splitlines())
+    held_out = {row["file"] for row in validation} | {row["file"] for row in test}
     tiles = np.stack([decode_image(DATA_DIR / row["file"]) for row in validation]).astype(np.float32)
     truth = np.array([row["label"] == "cactus" for row in validation])
-    training = [row for row in csv.DictReader(open(DATA_DIR / "aerial-cactus" / "train.csv"))
+    training = [row for row in csv.DictReader(Path(DATA_DIR / "aerial-cactus" / "train.csv").read_text().splitlines())
                 if f"aerial-cactus/train/{row['id']}" not in held_out]
     chosen = np.random.default_rng(0).choice(len(training), 300, replace=False)
-    calibration = np.stack([decode_image(DATA_DIR / "aerial-cactus" / "train" / training[i]["id"]) for i in chosen]).astype(np.float32)
+    train_folder = DATA_DIR / "aerial-cactus" / "train"
+    calibration = np.stack([decode_image(train_folder / training[i]["id"]) for i in chosen]).astype(np.float32)
     layers = list(get_backbone("mobilenet_v2").guard_layers)
     int8 = Path(tempfile.mkdtemp()) / "tiles_int8.tflite"
     int8.write_bytes(convert(feature_model(model, layers, 32)[0], calibration))

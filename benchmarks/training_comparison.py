@@ -20,11 +20,11 @@ import keras
 import numpy as np
 from common import RESULTS, ROOT, report
 
-from greenlens import data
-from greenlens.backbones import build_backbone, build_classifier, get_backbone
-from greenlens.batching import predict_images
-from greenlens.tasks import TASKS, get_task
-from greenlens.training import TrainConfig, augment, fine_tune
+from greenlens.core.backbones import build_backbone, build_classifier, get_backbone
+from greenlens.core.batches import predict_images
+from greenlens.core.tasks import TASKS, get_task
+from greenlens.training import data
+from greenlens.training.finetune import TrainConfig, augment, fine_tune
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 

@@ -10,6 +10,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 
 from .conftest import ROOT
 
@@ -21,15 +22,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(env: dict[str, str] | None = None, timeout: float = 180):
+def running_app(env: dict[str, str] | None = None, timeout: float = 180, *, folder=ROOT):
+    """`python app.py` of `folder` (this checkout, or e.g. a downloaded Space), its own copy of greenlens
+    first on the path; yields (url, process)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     environment = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     # A file, not a pipe: nobody reads a pipe while the app runs, and a full one would block it.
     log_path = os.environ.get("APP_LOG")
-    log = open(log_path, "w+") if log_path else tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=environment,
+    # Open as long as the app runs; closed (and removed) in the finally below.
+    log = open(log_path, "w+") if log_path else tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen([sys.executable, str(Path(folder) / "app.py")], cwd=folder, env=environment,
                                stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + timeout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
@@ -21,6 +19,21 @@ LEAF_DIR = DATA_DIR / "strawberry-leaf"
 CACTUS_DIR = DATA_DIR / "aerial-cactus"
 KERAS_HOME = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
 MOBILENET_WEIGHTS = KERAS_HOME / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+# Modules whose every test starts a process (the app, a browser, `train.py`, a venv) or serves the app.
+SLOW_MODULES = {"test_app", "test_browser", "test_commands", "test_hostile", "test_hub", "test_load", "test_mcp",
+                "test_packaging", "test_robust_answers", "test_space"}
+# Fixtures that serve the app or train a model on real data with ImageNet weights.
+SLOW_FIXTURES = {"app", "app_url", "client", "leaf_run"}
+
+
+def pytest_collection_modifyitems(items):
+    """Marks `slow` what `make test-fast` leaves out: the modules above, any test that uses the fixtures above,
+    and the tests marked by hand."""
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +56,24 @@ def client(app_url):
     from gradio_client import Client
 
     return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A Hub-compatible server on 127.0.0.1 (tests/hubserver.py) that accepts TOKEN, one per test module."""
+    from .hubserver import TOKEN, LocalHub
+
+    with LocalHub(tmp_path_factory.mktemp("hub"), tokens={TOKEN}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hf_env(hub, tmp_path_factory):
+    """The environment that points huggingface_hub at `hub`, with its own cache and the token."""
+    from .hubserver import TOKEN
+
+    return {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path_factory.mktemp("hf_home")), "HF_TOKEN": TOKEN,
+            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"}
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +120,8 @@ def generated_leaf_dir(tmp_path) -> Path:
     """A Kaggle plantvillage-layout folder: 2 classes x 3 leaves x 3 photos, with leaf_groups.csv."""
     root = tmp_path / "strawberry-leaf"
     rows = ["class,leaf_id,color_file,segmented_file"]
-    for class_name, color, prefix in (("Strawberry___healthy", (40, 160, 40), "hl"), ("Strawberry___Leaf_scorch", (150, 80, 40), "ls")):
+    classes = (("Strawberry___healthy", (40, 160, 40), "hl"), ("Strawberry___Leaf_scorch", (150, 80, 40), "ls"))
+    for class_name, color, prefix in classes:
         for leaf in range(3):
             for photo in range(3):
                 name = f"{prefix}{leaf}_{photo}.jpg"

@@ -3,7 +3,8 @@
 It implements what the real `huggingface_hub` client calls to create a repo, upload a folder
 (preupload + NDJSON commit, every file sent as a regular file), read repo info and the file tree,
 and download files (resolve with ETag and X-Repo-Commit), with branches and commit revisions,
-tokens and private repos. Tests point the client at it with HF_ENDPOINT.
+tokens and private repos; for model and Space repos (a Space's are stored under spaces/, with its SDK and
+variables). Tests point the client at it with HF_ENDPOINT.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import hashlib
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 WRITE_PATHS = ("/preupload/", "/commit/")
+TOKEN = "hf_localTestToken0123456789abcdefWRITE"  # the one token the tests' hub accepts
 
 
 def git_blob_sha(content: bytes) -> str:
@@ -38,19 +40,25 @@ class HubStore:
     def exists(self, repo_id: str) -> bool:
         return (self.repo(repo_id) / "refs.json").is_file()
 
-    def create(self, repo_id: str, private: bool) -> None:
+    def create(self, repo_id: str, private: bool, sdk: str | None = None) -> None:
         folder = self.repo(repo_id)
         (folder / "blobs").mkdir(parents=True)
         (folder / "commits").mkdir()
         initial = self._write_commit(repo_id, None, "initial commit", {})
         (folder / "refs.json").write_text(json.dumps({"main": initial}))
-        (folder / "settings.json").write_text(json.dumps({"private": private}))
+        (folder / "settings.json").write_text(json.dumps({"private": private, "sdk": sdk, "variables": {}}))
+
+    def settings(self, repo_id: str) -> dict:
+        return json.loads((self.repo(repo_id) / "settings.json").read_text())
+
+    def update_settings(self, repo_id: str, **changes) -> None:
+        (self.repo(repo_id) / "settings.json").write_text(json.dumps({**self.settings(repo_id), **changes}))
 
     def private(self, repo_id: str) -> bool:
-        return json.loads((self.repo(repo_id) / "settings.json").read_text())["private"]
+        return self.settings(repo_id)["private"]
 
     def set_private(self, repo_id: str, private: bool) -> None:
-        (self.repo(repo_id) / "settings.json").write_text(json.dumps({"private": private}))
+        self.update_settings(repo_id, private=private)
 
     def resolve(self, repo_id: str, revision: str) -> str | None:
         refs = json.loads((self.repo(repo_id) / "refs.json").read_text())
@@ -124,6 +132,8 @@ class HubHandler(BaseHTTPRequestHandler):
                 return self._whoami()
             if path.startswith("/api/models/"):
                 return self._model_api(method, path[len("/api/models/") :], body)
+            if path.startswith("/api/spaces/"):
+                return self._model_api(method, path[len("/api/spaces/") :], body, prefix="spaces/")
             if "/resolve/" in path:
                 return self._resolve(method, path.lstrip("/"))
             return self._error(404, "Not found")
@@ -176,29 +186,37 @@ class HubHandler(BaseHTTPRequestHandler):
         if not self._check_write():
             return
         repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else f"tester/{payload['name']}"
-        url = f"http://{self.headers['Host']}/{repo_id}"
-        if self.store.exists(repo_id):
-            return self._json({"error": "You already created this model repo", "url": url}, 409)
-        self.store.create(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
+        prefix = "spaces/" if payload.get("type") == "space" else ""
+        url = f"http://{self.headers['Host']}/{prefix}{repo_id}"
+        if self.store.exists(prefix + repo_id):
+            return self._json({"error": "You already created this repo", "url": url}, 409)
+        if prefix and not payload.get("sdk"):
+            return self._error(400, "A Space needs an SDK")
+        self.store.create(prefix + repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")),
+                          sdk=payload.get("sdk"))
         self._json({"url": url, "name": repo_id})
 
-    def _model_api(self, method: str, rest: str, body: bytes):
+    def _model_api(self, method: str, rest: str, body: bytes, prefix: str = ""):
         parts = rest.split("/")
         repo_id, action, args = "/".join(parts[:2]), (parts[2] if len(parts) > 2 else "revision"), parts[3:]
         revision = unquote(args[0]) if args else "main"
-        if action in ("preupload", "commit", "settings") and not self._check_write():
+        if action in ("preupload", "commit", "settings", "variables") and not self._check_write():
             return
-        if not self._check_read(repo_id):
+        if not self._check_read(prefix + repo_id):
             return
+        if action == "variables":
+            return self._variables(prefix + repo_id, method, body)
+        shown_id, repo_id = repo_id, prefix + repo_id
         commit = self.store.resolve(repo_id, revision)
         if commit is None and action != "commit":
             return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         if action == "revision":
             files = self.store.files(repo_id, commit)
             return self._json({
-                "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0], "sha": commit,
+                "id": shown_id, "modelId": shown_id, "author": shown_id.split("/")[0], "sha": commit,
+                "sdk": self.store.settings(repo_id).get("sdk"),
                 "private": self.store.private(repo_id), "siblings": [{"rfilename": p} for p in sorted(files)],
-                "lastModified": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "tags": [], "downloads": 0, "likes": 0,
+                "lastModified": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "tags": [], "downloads": 0, "likes": 0,
             })
         if action == "tree":
             prefix = "/".join(args[1:])
@@ -223,6 +241,15 @@ class HubHandler(BaseHTTPRequestHandler):
             return self._json({})
         return self._error(404, "Not found")
 
+    def _variables(self, repo_id: str, method: str, body: bytes):
+        variables = self.store.settings(repo_id)["variables"]
+        if method == "POST":
+            item = json.loads(body)
+            variables[item["key"]] = {"value": item["value"], "description": item.get("description"),
+                                      "updatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+            self.store.update_settings(repo_id, variables=variables)
+        return self._json(variables)
+
     def _commit(self, repo_id: str, branch: str, body: bytes):
         message, added, deleted = "", {}, []
         for line in body.splitlines():
@@ -242,7 +269,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _resolve(self, method: str, rest: str):
         repo_part, _, tail = rest.partition("/resolve/")
-        repo_id = repo_part.removeprefix("models/")
+        repo_id = repo_part.removeprefix("models/")  # spaces/org/name stays as it is stored
         revision, _, filename = tail.partition("/")
         revision, filename = unquote(revision), unquote(filename)
         if not self._check_read(repo_id):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gradio_client import handle_file
 
-from greenlens.examples import example_files
+from greenlens.core.examples import example_files
 
 from .conftest import ROOT
 
@@ -57,7 +58,8 @@ def test_bad_model_source_stops_the_app_with_the_variable_named(tmp_path):
         env={**__import__("os").environ, "LEAF_MODEL": str(tmp_path / "nowhere" / "model"), "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode != 0
-    assert "LEAF_MODEL=" in result.stderr and "nowhere" in result.stderr
+    assert "LEAF_MODEL=" in result.stderr
+    assert "nowhere" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -68,7 +70,7 @@ def test_survey_endpoint_returns_overlay_summary_and_csv(client, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from greenlens.images import decode_image
+    from greenlens.core.images import decode_image
 
     files = require_examples("cactus")
     tiles = [decode_image(path) for path, _ in files][:6]
@@ -80,30 +82,32 @@ def test_survey_endpoint_returns_overlay_summary_and_csv(client, tmp_path):
     expected_hits = sum(label == "cactus" for _, label in files[:6])
     assert {k: summary[k] for k in ("tiles", "cactus_tiles", "threshold", "nodata_tiles", "ood_tiles", "crs")} == {
         "tiles": 6, "cactus_tiles": expected_hits, "threshold": 0.5, "nodata_tiles": 0, "ood_tiles": 0, "crs": None}
-    rows = list(csv.DictReader(open(tiles_csv)))
+    rows = list(csv.DictReader(Path(tiles_csv).read_text().splitlines()))
     assert [(r["x"], r["y"]) for r in rows] == [("0", "0"), ("32", "0"), ("64", "0"), ("0", "32"), ("32", "32"), ("64", "32")]
+    small = tmp_path / "small.png"
+    Image.fromarray(mosaic[:20, :20]).save(small)
     with pytest.raises(Exception, match="smaller than one 32 x 32 tile"):
-        small = tmp_path / "small.png"
-        Image.fromarray(mosaic[:20, :20]).save(small)
         client.predict(handle_file(str(small)), api_name="/survey")
 
 
 def test_survey_files_endpoint_offers_every_output_of_a_geotiff(client, cactus_dir, tmp_path):
     from pathlib import Path
 
-    from greenlens.images import decode_image
+    from greenlens.core.images import decode_image
 
     from .test_survey import CRS, GRID, mosaic, write_geotiff
 
     tiles = np.stack([decode_image(p) for p in sorted((cactus_dir / "train").iterdir())[: GRID * GRID]])
     path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles), "alpha")
-    overlay, summary, tiles_csv, files = client.predict(handle_file(str(path)), 32, 0.5, 32, api_name="/survey_files")
+    _overlay, summary, _tiles_csv, files = client.predict(handle_file(str(path)), 32, 0.5, 32, api_name="/survey_files")
     names = sorted(Path(f).name for f in files)
     assert names == ["cactus_tiles.geojson", "cactus_tiles.gpkg", "overlay.png", "probability.tif", "summary.json", "tiles.csv"]
-    assert summary["crs"] == CRS and summary["tiles"] == GRID * GRID and summary["nodata_tiles"] > 0
-    with pytest.raises(Exception, match="broken.tif is not a GeoTIFF, PNG or JPEG"):
-        broken = tmp_path / "broken.tif"
-        broken.write_text("no pixels here")
+    assert summary["crs"] == CRS
+    assert summary["tiles"] == GRID * GRID
+    assert summary["nodata_tiles"] > 0
+    broken = tmp_path / "broken.tif"
+    broken.write_text("no pixels here")
+    with pytest.raises(Exception, match=r"broken\.tif is not a GeoTIFF, PNG or JPEG"):
         client.predict(handle_file(str(broken)), api_name="/survey")
 
 
@@ -118,7 +122,7 @@ def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
             zipped.write(path, f"leaves/{path.name}")
         zipped.writestr("leaves/broken.jpg", b"not an image")
     table, csv_path, skipped = client.predict([handle_file(str(archive))], api_name="/batch_leaf")
-    rows = list(csv.DictReader(open(csv_path)))
+    rows = list(csv.DictReader(Path(csv_path).read_text().splitlines()))
     assert {r["file"]: r["label"] for r in rows} == {f"leaves/{p.name}": label for p, label in files}
     assert len(table["data"]) == len(files)
     assert [entry["file"] for entry in skipped] == ["leaves/broken.jpg"]
@@ -158,7 +162,8 @@ def test_results_live_in_gradios_cache_and_stopping_leaves_nothing_behind(tmp_pa
         table, _, _ = client.predict([handle_file(str(image))], api_name="/batch_leaf")
         assert len(table["data"]) == 1
         written = list(cache.glob("greenlens-results-*/*/leaf_predictions.csv"))
-        assert len(written) == 1 and list(cache.rglob("leaf_predictions.csv")) == written  # no copy made
+        assert len(written) == 1
+        assert list(cache.rglob("leaf_predictions.csv")) == written
         deadline = time.time() + 20
         while written[0].exists() and time.time() < deadline:
             time.sleep(0.5)
@@ -171,5 +176,6 @@ def test_results_live_in_gradios_cache_and_stopping_leaves_nothing_behind(tmp_pa
     # What stays is the example gallery's copies: Gradio keeps a component's own value between runs.
     examples = {path.name for task in ("leaf", "cactus") for path, _ in example_files(task)}
     assert not [path for path in cache.rglob("*") if path.is_file() and path.name not in examples]
-    assert not list(cache.glob("greenlens-*")) and not list(tmp_path.glob("greenlens-*"))
+    assert not list(cache.glob("greenlens-*"))
+    assert not list(tmp_path.glob("greenlens-*"))
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]

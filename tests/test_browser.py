@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from greenlens.examples import example_files
+from greenlens.core.examples import example_files
 
 from .conftest import ROOT
 
@@ -85,7 +85,7 @@ def test_visitor_classifies_uploads_and_examples(page):
 def test_visitor_surveys_an_orthomosaic(page, cactus_dir, tmp_path):
     import numpy as np
 
-    from greenlens.images import decode_image
+    from greenlens.core.images import decode_image
 
     from .test_survey import MODEL, mosaic, write_geotiff
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from greenlens import repository
-from greenlens.examples import example_files
-from greenlens.images import decode_image
-from greenlens.tasks import TASKS
+from greenlens.core import repository
+from greenlens.core.examples import example_files
+from greenlens.core.images import decode_image
+from greenlens.core.tasks import TASKS
 
 from .conftest import ROOT
 
@@ -86,11 +86,12 @@ def test_bundled_model_classifies_the_examples(bundled):
 
 
 def test_bundled_model_takes_raw_images_of_any_size(bundled):
-    name, repo = bundled
+    _name, repo = bundled
     rng = np.random.default_rng(0)
     for shape in ((32, 32, 3), (300, 200, 3)):
         out = repo.model.predict_on_batch(rng.integers(0, 255, (2, *shape)).astype(np.float32))
-        assert out.shape == (2, 2) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+        assert out.shape == (2, 2)
+        assert np.allclose(out.sum(axis=1), 1, atol=1e-5)
 
 
 def test_recorded_guard_rates_meet_targets(bundled):
@@ -98,7 +99,7 @@ def test_recorded_guard_rates_meet_targets(bundled):
     The thresholds let 0.5% of validation images through by construction; on held-out images the rate
     is higher and noisier (the leaf test split is ~10 photos of each of 28 leaves). A demo that refuses
     more than 3% of real images would fail its users."""
-    name, repo = bundled
+    _name, repo = bundled
     guard = json.loads((repo.path / "metrics.json").read_text())["ood"]
     assert guard["test_flagged"] <= 0.03
     assert guard["out_of_distribution_flagged_overall"] >= 0.95
@@ -107,8 +108,8 @@ def test_recorded_guard_rates_meet_targets(bundled):
 
 
 def test_guard_flags_made_up_images_and_passes_real_ones(bundled):
-    from greenlens.guard_fitting import synthetic_images
-    from greenlens.inference import Classifier
+    from greenlens.core.inference import Classifier
+    from greenlens.training.guard import synthetic_images
 
     name, repo = bundled
     classifier = Classifier(repo)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from greenlens.tasks import TASKS
+from greenlens.core.tasks import TASKS
 
 from .conftest import ROOT
 
@@ -38,19 +38,23 @@ def test_help_shows_the_tasks_recipe_without_loading_tensorflow(task):
     out, _ = probe(task, "--help")
     recipe = TASKS[task].recipe()
     assert "IMPORTED []" in out
-    assert f"(recipe: {recipe.image_size})" in out and f"(recipe: {recipe.fine_tune_after})" in out
-    assert f"(recipe: {recipe.views})" in out and f"(recipe: {recipe.fine_tune_epochs})" in out
+    assert f"(recipe: {recipe.image_size})" in out
+    assert f"(recipe: {recipe.fine_tune_after})" in out
+    assert f"(recipe: {recipe.views})" in out
+    assert f"(recipe: {recipe.fine_tune_epochs})" in out
     assert all(name in out for name in TASKS[task].recipes)
 
 
 def test_unknown_recipe_is_refused_with_the_choices():
     result = subprocess.run([sys.executable, "train.py", "leaf", "--recipe", "resnet"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
-    assert result.returncode == 2 and "mobilenet_v2" in result.stderr and "inception_v3" in result.stderr
+    assert result.returncode == 2
+    assert "mobilenet_v2" in result.stderr
+    assert "inception_v3" in result.stderr
 
 
 def test_recorded_command_has_no_machine_paths(tmp_path, monkeypatch):
-    from greenlens import train_cli as train
+    from greenlens.cli import train
 
     data_root = tmp_path / "datasets"
     monkeypatch.setattr(train, "DATA_DIR", data_root)
@@ -59,14 +63,15 @@ def test_recorded_command_has_no_machine_paths(tmp_path, monkeypatch):
             "--ood-data", str(tmp_path / "elsewhere" / "leaves"), "--views", "2"]
     assert train.portable_command(argv) == (
         "python train.py cactus --data $DATA_DIR/aerial-cactus --out models/cactus --ood-data '<leaves>' --views 2")
-    assert str(tmp_path) not in train.portable_command(argv) and str(ROOT) not in train.portable_command(argv)
+    assert str(tmp_path) not in train.portable_command(argv)
+    assert str(ROOT) not in train.portable_command(argv)
     assert train.portable_command(["leaf", "--out", "relative/out"]) == "python train.py leaf --out relative/out"
 
 
 def test_export_writes_the_runtime_files_into_a_model_folder(tmp_path):
     import shutil
 
-    from greenlens.litert import TILE_MODEL
+    from greenlens.core.litert import TILE_MODEL
 
     folder = tmp_path / "cactus"
     shutil.copytree(ROOT / "models" / "cactus", folder, ignore=shutil.ignore_patterns(TILE_MODEL, "classifier*"))

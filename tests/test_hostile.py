@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from greenlens.examples import example_files
+from greenlens.core.examples import example_files
 
 from .conftest import ROOT
 
@@ -26,7 +26,8 @@ def test_hostile_uploads_are_refused_or_answered_within_bounded_memory(app, tmp_
     if not example_files("leaf"):
         pytest.skip("example images not copied in (make examples with the data folder present)")
     url, process = app
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hostile_inputs.py"), "--url", url, "--pid", str(process.pid)],
+    script = str(ROOT / "benchmarks" / "hostile_inputs.py")
+    run = subprocess.run([sys.executable, script, "--url", url, "--pid", str(process.pid)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "BENCHMARK_RESULTS": str(tmp_path)})
     result = json.loads((tmp_path / "hostile_inputs.json").read_text())
@@ -35,4 +36,5 @@ def test_hostile_uploads_are_refused_or_answered_within_bounded_memory(app, tmp_
     assert result["rss_growth_mb"] < result["peak_growth_limit_mb"] == 250, result
     assert result["loopback_requests"] == [], result["loopback_requests"]
     assert result["classify_slowdown"] <= result["classify_slowdown_limit"] == 2, result
-    assert run.returncode == 0 and process.poll() is None, run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert process.poll() is None, run.stdout + run.stderr

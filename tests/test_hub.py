@@ -17,23 +17,9 @@ from gradio_client import Client, handle_file
 
 from .apprunner import running_app
 from .conftest import ROOT
-from .hubserver import LocalHub
+from .hubserver import TOKEN
 
-TOKEN = "hf_localTestToken0123456789abcdefWRITE"
 REPO = "tester/cactus-tiny"
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    with LocalHub(tmp_path_factory.mktemp("hub"), tokens={TOKEN}) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hf_env(hub, tmp_path_factory):
-    home = tmp_path_factory.mktemp("hf_home")
-    return {"HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_XET": "1"}
 
 
 def run(args, env, timeout=300):
@@ -95,8 +81,9 @@ def test_push_uploads_the_whole_folder_and_prints_the_snippet(hub, pushed):
 def test_pushing_a_folder_does_not_load_tensorflow(pushed, hf_env):
     from .test_commands import PROBE
 
-    result, output = run(["-c", PROBE, "push", str(pushed["out"]), REPO], hf_env)
-    assert "EXIT 0" in output and "Pushed" in output, output
+    _result, output = run(["-c", PROBE, "push", str(pushed["out"]), REPO], hf_env)
+    assert "EXIT 0" in output, output
+    assert "Pushed" in output, output
     assert "IMPORTED []" in output
 
 
@@ -111,7 +98,7 @@ def test_token_is_never_printed_or_uploaded(hub, pushed):
 def test_keras_loads_hf_url_with_identical_predictions(pushed, hf_env):
     script = (
         "import keras, numpy as np, sys\n"
-        "from greenlens.images import decode_image\n"
+        "from greenlens.core.images import decode_image\n"
         f"remote = keras.saving.load_model('hf://{REPO}')\n"
         f"local = keras.saving.load_model(r'{pushed['out']}')\n"
         f"x = np.stack([decode_image(r'{pushed['data']}/train/t%d.jpg' % i) for i in range(6)]).astype('float32')\n"
@@ -126,7 +113,8 @@ def test_app_serves_the_hub_model(pushed, hf_env):
     with running_app(env={**hf_env, "CACTUS_MODEL": REPO}) as (url, _):
         client = Client(url, verbose=False)
         result = client.predict(handle_file(str(pushed["data"] / "train" / "t1.jpg")), api_name="/classify_cactus")
-        assert result["label"] in {"cactus", "no cactus"} and len(result["confidences"]) == 2
+        assert result["label"] in {"cactus", "no cactus"}
+        assert len(result["confidences"]) == 2
         config = json.loads(__import__("urllib.request").request.urlopen(url + "config").read())
         assert f"hf://{REPO}@{pushed['commit'][:12]}" in json.dumps(config)
 
@@ -140,7 +128,7 @@ def test_second_push_makes_a_revision_and_the_old_one_stays_reachable(hub, pushe
     second = hub.store.resolve(REPO, "main")
     assert second != pushed["commit"]
     script = (
-        "from greenlens.repository import fetch\n"
+        "from greenlens.core.repository import fetch\n"
         f"old, old_source = fetch('{REPO}@{pushed['commit']}')\n"
         f"new, new_source = fetch('hf://{REPO}')\n"
         "print('OLD', old / 'model.weights.h5'); print('NEW', new / 'model.weights.h5'); print('SRC', old_source)\n"
@@ -154,7 +142,7 @@ def test_second_push_makes_a_revision_and_the_old_one_stays_reachable(hub, pushe
 
 
 def test_cached_model_loads_offline(pushed, hf_env):
-    script = f"from greenlens.repository import load\nprint('LABELS', load('{REPO}').labels)\n"
+    script = f"from greenlens.core.repository import load\nprint('LABELS', load('{REPO}').labels)\n"
     result, output = run(["-c", script], {**hf_env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert result.returncode == 0, output
     assert "LABELS ['cactus', 'no cactus']" in output
@@ -165,17 +153,20 @@ def test_bad_or_missing_token_is_refused_with_one_clear_line(pushed, hf_env, tmp
     result, output = run(["train.py", "push", str(pushed["out"]), "tester/other"], {**hf_env, "HF_TOKEN": bad})
     assert result.returncode == 1
     assert "set HF_TOKEN to a token with write access" in result.stderr
-    assert "Traceback" not in output and bad not in output
+    assert "Traceback" not in output
+    assert bad not in output
     result, output = run(["train.py", "push", str(pushed["out"]), "tester/other"],
                          {**hf_env, "HF_TOKEN": None, "HF_HOME": str(tmp_path / "empty")})
     assert result.returncode == 1
-    assert "No Hugging Face token found: set HF_TOKEN" in result.stderr and "Traceback" not in output
+    assert "No Hugging Face token found: set HF_TOKEN" in result.stderr
+    assert "Traceback" not in output
 
 
 def test_min_accuracy_refuses_to_push(pushed, hf_env, hub):
     before = hub.store.resolve(REPO, "main")
     result, output = run(["train.py", "push", str(pushed["out"]), REPO, "--min-accuracy", "1.01"], hf_env)
-    assert result.returncode == 1 and "below --min-accuracy 1.01" in output
+    assert result.returncode == 1
+    assert "below --min-accuracy 1.01" in output
     assert hub.store.resolve(REPO, "main") == before
 
 
@@ -194,7 +185,8 @@ def test_missing_private_and_unreachable_repos_stop_the_app_clearly(pushed, hf_e
         results = list(pool.map(lambda case: run(["app.py"], case[0], timeout=180)[0], cases))
     for result, (_, message) in zip(results, cases):
         assert result.returncode != 0
-        assert "CACTUS_MODEL=" in result.stderr and message in result.stderr, result.stderr
+        assert "CACTUS_MODEL=" in result.stderr, result.stderr
+        assert message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
 
 

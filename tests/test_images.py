@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from greenlens.images import ImageError, decode_image
+from greenlens.core.images import ImageError, decode_image
 
 from .conftest import decompression_bomb
 
@@ -21,15 +21,18 @@ def png_bytes(image: Image.Image, **kwargs) -> bytes:
 
 def test_grayscale_rgba_palette_cmyk_become_rgb():
     gray = decode_image(png_bytes(Image.new("L", (5, 4), 128)))
-    assert gray.shape == (4, 5, 3) and (gray == 128).all()
+    assert gray.shape == (4, 5, 3)
+    assert (gray == 128).all()
     rgba = Image.new("RGBA", (3, 3), (200, 100, 50, 255))
     rgba.putpixel((0, 0), (255, 255, 255, 0))
     out = decode_image(png_bytes(rgba))
-    assert tuple(out[1, 1]) == (200, 100, 50) and tuple(out[0, 0]) == (0, 0, 0)  # transparent -> black
+    assert tuple(out[1, 1]) == (200, 100, 50)
+    assert tuple(out[0, 0]) == (0, 0, 0)
     palette = Image.new("RGB", (4, 4), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE)
     assert np.abs(decode_image(png_bytes(palette))[0, 0].astype(int) - (10, 200, 30)).max() <= 4
     cmyk = decode_image(png_bytes(Image.new("CMYK", (4, 4), (0, 255, 255, 0)), format="JPEG"))
-    assert cmyk[0, 0, 0] > 200 and cmyk[0, 0, 1] < 60  # red
+    assert cmyk[0, 0, 0] > 200
+    assert cmyk[0, 0, 1] < 60
 
 
 def test_16_bit_grayscale_is_scaled_not_clipped():
@@ -76,12 +79,13 @@ def test_animated_gif_uses_first_frame():
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
     out = decode_image(buffer.getvalue())
-    assert out[0, 0, 0] > 200 and out[0, 0, 1] < 50
+    assert out[0, 0, 0] > 200
+    assert out[0, 0, 1] < 50
 
 
 def test_large_photos_are_decoded_downscaled():
-    """An 8,000 x 6,000 JPEG decoded for serving comes back at most 1,024 pixels long, like the full
-    decode shrunk, without ever holding the full-size image (JPEG's DCT scaling)."""
+    """An 8,000 x 6,000 JPEG decoded with max_side=1,024 (serving uses SERVING_SIDE, 512) comes back at most
+    1,024 pixels long, like the full decode shrunk, without ever holding the full-size image (JPEG's DCT scaling)."""
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
     photo = Image.fromarray(small).resize((8000, 6000), Image.Resampling.BILINEAR)

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from greenlens.examples import example_files
-from greenlens.tasks import TASKS
+from greenlens.core.examples import example_files
+from greenlens.core.tasks import TASKS
 
 from .apprunner import running_app
 
@@ -29,12 +29,11 @@ async def list_and_call(url: str, calls: list[tuple[str, dict]]):
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
 
-    async with streamablehttp_client(url + "gradio_api/mcp/") as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-            results = [await session.call_tool(name, arguments) for name, arguments in calls]
-            return tools, results
+    async with streamablehttp_client(url + "gradio_api/mcp/") as (read, write, _), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        results = [await session.call_tool(name, arguments) for name, arguments in calls]
+        return tools, results
 
 
 def test_tools_classify_real_images_with_the_endpoints_labels(app_url, client):
@@ -48,6 +47,13 @@ def test_tools_classify_real_images_with_the_endpoints_labels(app_url, client):
     schema = tools["classify_cactus"].inputSchema["properties"]["path"]
     assert "data: URL" in schema["description"]
     assert "not an aerial tile" in tools["classify_cactus"].description
+    # Each description reaches the client whole: what the tool returns, not only what it does.
+    for name in ("classify_leaf", "classify_cactus", "explain_leaf", "batch_cactus", "survey", "survey_files"):
+        assert "Returns:" in tools[name].description, (name, tools[name].description)
+    assert '"confidences"' in tools["classify_leaf"].description
+    assert "too blurred to judge" in tools["classify_leaf"].description
+    assert "cactus_tiles_per_ha" in tools["survey"].description
+    assert "GeoPackage" in tools["survey_files"].description
     from gradio_client import handle_file
 
     for (task, path, expected), result in zip(chosen, results):

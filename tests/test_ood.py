@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import mahalanobis
 
-from greenlens.ood import Gaussian
+from greenlens.core.ood import Gaussian
 
 
 def test_distances_are_mahalanobis_to_the_nearest_class_mean():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from greenlens.quality import PROBLEMS, QualityCheck
+from greenlens.core.quality import PROBLEMS, QualityCheck
 
 
 def textured(seed: int, side: int = 128) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import keras
 import pytest
 
-from greenlens import repository
+from greenlens.core import repository
 
 
 def test_hub_ids_and_revisions_are_parsed():
@@ -31,7 +31,7 @@ def test_model_with_code_is_refused(tmp_path):
 
 def test_folder_without_model_files_is_named(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(repository.ModelSourceError, match="model.weights.h5 is missing"):
+    with pytest.raises(repository.ModelSourceError, match=r"model\.weights\.h5 is missing"):
         repository.load(str(tmp_path))
 
 
@@ -61,10 +61,14 @@ def test_readme_front_matter_is_a_valid_space_config():
 
     pinned = {Requirement(line).name: str(Requirement(line).specifier).lstrip("=")
               for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line}
-    assert meta["sdk"] == "gradio" and meta["sdk_version"] == pinned["gradio"]
+    assert meta["sdk"] == "gradio"
+    assert meta["sdk_version"] == pinned["gradio"]
     assert "mcp-server" in meta["tags"]
-    assert meta["app_file"] == "app.py" and (ROOT / meta["app_file"]).is_file()
-    assert meta["license"] and meta["title"] and meta["emoji"]
+    assert meta["app_file"] == "app.py"
+    assert (ROOT / meta["app_file"]).is_file()
+    assert meta["license"]
+    assert meta["title"]
+    assert meta["emoji"]
     assert all(repository.parse_hub_id(model) for model in meta["models"])
 
 
@@ -91,6 +95,7 @@ DAMAGES = {"weights": "model.weights.h5 is damaged or truncated", "config": "con
            "labels": "labels.json is damaged", "task": "task.json is missing"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(DAMAGES))
 def test_damaged_model_repo_stops_the_app_naming_the_file(case, tmp_path, monkeypatch):
     import app
@@ -100,9 +105,11 @@ def test_damaged_model_repo_stops_the_app_naming_the_file(case, tmp_path, monkey
     with pytest.raises(SystemExit) as stopped:
         app.load_models("cactus")
     message = str(stopped.value.code)
-    assert message.startswith("Cannot start: CACTUS_MODEL=") and DAMAGES[case] in message, message
+    assert message.startswith("Cannot start: CACTUS_MODEL="), message
+    assert DAMAGES[case] in message, message
 
 
+@pytest.mark.slow
 def test_damaged_model_repo_stops_the_command_line_naming_the_file(tmp_path):
     import subprocess
     import sys
@@ -112,5 +119,6 @@ def test_damaged_model_repo_stops_the_command_line_naming_the_file(tmp_path):
     folder = damage(tmp_path / "cactus", "weights")
     run = subprocess.run([sys.executable, "predict.py", str(folder), str(ROOT / "README.md"), "--out", str(tmp_path / "x.csv")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "model.weights.h5 is damaged or truncated" in run.stderr
+    assert run.returncode == 2
+    assert "model.weights.h5 is damaged or truncated" in run.stderr
     assert "Traceback" not in run.stderr

@@ -1,7 +1,7 @@
 """Worse photos of a leaf get a diagnosis, not "not a strawberry leaf" (issue 18), through the running app
 with the bundled models: a real held-out leaf photo corrupted with an ImageNet-C corruption at severity 1
-(an implementation training never used) and reframed is answered with its class; a made-up image and an image of the other task are
-still refused; a photo too blurred to judge gets the quality message from /classify_leaf, MCP and the
+(an implementation training never used) and reframed is answered with its class; a made-up image and an image of
+the other task are still refused; a photo too blurred to judge gets the quality message from /classify_leaf, MCP and the
 batch CSV alike."""
 
 from __future__ import annotations
@@ -10,21 +10,22 @@ import ast
 import asyncio
 import csv
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image, ImageFilter
 
-from greenlens.examples import example_files
-from greenlens.quality import PROBLEMS
-from greenlens.tasks import LEAF
+from greenlens.core.examples import example_files
+from greenlens.core.quality import PROBLEMS
+from greenlens.core.tasks import LEAF
 
 from .conftest import ROOT
 from .test_mcp import data_url, list_and_call
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from robustness import corrupt, reframe  # noqa: E402
+from robustness import corrupt, reframe
 
 REFUSALS = {LEAF.out_of_distribution_label, *PROBLEMS.values()}
 
@@ -79,6 +80,8 @@ def test_a_photo_too_blurred_to_judge_gets_the_same_message_everywhere(client, a
     assert ast.literal_eval(results[0].content[0].text)["label"] == message
     good = str(example_files("leaf")[0][0])
     _, csv_path, skipped = client.predict([handle_file(path), handle_file(good)], api_name="/batch_leaf")
-    rows = {row["file"]: row for row in csv.DictReader(open(csv_path, newline=""))}
-    assert not skipped and rows["blurred.jpg"]["label"] == message and rows["blurred.jpg"]["too_poor_to_judge"] == "True"
+    rows = {row["file"]: row for row in csv.DictReader(Path(csv_path).read_text().splitlines())}
+    assert not skipped
+    assert rows["blurred.jpg"]["label"] == message
+    assert rows["blurred.jpg"]["too_poor_to_judge"] == "True"
     assert rows[example_files("leaf")[0][0].name]["too_poor_to_judge"] == "False"

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from greenlens import repository, runtimes
-from greenlens.examples import example_files
-from greenlens.images import decode_image
-from greenlens.litert import LiteRTModel
+from greenlens.core import repository, runtimes
+from greenlens.core.examples import example_files
+from greenlens.core.images import decode_image
+from greenlens.core.litert import LiteRTModel
 
 from .conftest import ROOT
 
@@ -33,7 +33,8 @@ def bundled(request):
 def test_each_runtime_file_agrees_with_keras_on_real_images(bundled):
     repo, inputs, keras_probabilities = bundled
     shipped = [name for name in TOLERANCE if (repo.path / name).is_file()]
-    assert runtimes.LITERT in shipped and runtimes.ONNX in shipped
+    assert runtimes.LITERT in shipped
+    assert runtimes.ONNX in shipped
     for name in shipped:
         run = runtimes.OnnxModel(repo.path / name) if name.endswith(".onnx") else LiteRTModel(repo.path / name)
         probabilities = run(inputs)
@@ -44,7 +45,8 @@ def test_each_runtime_file_agrees_with_keras_on_real_images(bundled):
 def test_card_reports_each_format_as_measured(bundled):
     repo, inputs, _ = bundled
     record = json.loads((repo.path / "metrics.json").read_text())["runtimes"]
-    assert record["side"] == inputs.shape[1] and record["test_images"] == record_test_count(repo)
+    assert record["side"] == inputs.shape[1]
+    assert record["test_images"] == record_test_count(repo)
     formats = record["formats"]
     assert formats[runtimes.LITERT]["test_accuracy"] == formats["Keras"]["test_accuracy"]
     int8 = formats.get(runtimes.LITERT_INT8)
@@ -52,7 +54,8 @@ def test_card_reports_each_format_as_measured(bundled):
         within = int8["test_accuracy"] >= formats[runtimes.LITERT]["test_accuracy"] - runtimes.INT8_TOLERANCE
         assert (repo.path / runtimes.LITERT_INT8).is_file() == within
     card = (repo.path / "README.md").read_text()
-    assert "## Run it elsewhere" in card and f"{record['side']} x {record['side']}" in card
+    assert "## Run it elsewhere" in card
+    assert f"{record['side']} x {record['side']}" in card
 
 
 def record_test_count(repo) -> int:

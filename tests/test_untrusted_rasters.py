@@ -12,16 +12,18 @@ import pytest
 from affine import Affine
 from PIL import Image
 
-from greenlens import rasters, survey
-from greenlens.rasters import RasterError, Window, open_raster
+from greenlens import survey
+from greenlens.survey import rasters
+from greenlens.survey.rasters import RasterError, Window, open_raster
 
 from .conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from hostile_inputs import RecordingServer, build_survey_corpus, simple_bands, vrt  # noqa: E402
+from hostile_inputs import RecordingServer, build_survey_corpus, simple_bands, vrt
 
 MODEL = ROOT / "models" / "cactus"
-PROFILE = dict(driver="GTiff", count=3, dtype="uint8", crs="EPSG:32614", transform=Affine(0.05, 0, 500_000.0, 0, -0.05, 2_000_000.0))
+PROFILE = dict(driver="GTiff", count=3, dtype="uint8", crs="EPSG:32614",
+               transform=Affine(0.05, 0, 500_000.0, 0, -0.05, 2_000_000.0))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_a_trusted_open_of_a_vrt_named_tif_reads_the_local_file_it_names(corpus)
 @pytest.mark.parametrize("kind", ["vrt_local", "vrt_raw", "vrt_url", "wms_url"])
 def test_untrusted_references_are_refused_by_their_first_bytes_and_fetch_nothing(corpus, recorder, kind):
     before = len(recorder.requests)
-    with pytest.raises(RasterError, match="is not a GeoTIFF, PNG or JPEG.*its content is not the"):
+    with pytest.raises(RasterError, match=r"is not a GeoTIFF, PNG or JPEG.*its content is not the"):
         open_raster(corpus[kind], untrusted=True)
     assert len(recorder.requests) == before
 
@@ -109,7 +111,7 @@ def test_the_window_budget_counts_stored_blocks_without_reading_pixels(tmp_path)
         survey.survey_raster(path, MODEL, tmp_path / "out", untrusted=True, limits=limits)
     result = survey.survey_raster(sparse_raster(tmp_path / "few.tif", 6_144, data_windows=2), MODEL, tmp_path / "out2",
                                   untrusted=True, limits=limits)
-    assert result.summary()["tiles"] == 2 * 64  # 256 x 256 pixels of data in each of 2 windows
+    assert result.summary["tiles"] == 2 * 64  # 256 x 256 pixels of data in each of 2 windows
     with pytest.raises(survey.SurveyError, match=r"declares 6,144 x 6,144 pixels, over this server's limit of 10,000,000"):
         survey.survey_raster(path, MODEL, tmp_path / "out3", untrusted=True, limits=survey.Limits(max_pixels=10**7))
 
@@ -129,8 +131,10 @@ def test_the_command_line_opens_vrt_mosaics_unless_told_the_files_are_untrusted(
     """A VRT mosaic of a local user's own tiles is a normal input; --untrusted refuses it as the app does."""
     mosaic = tmp_path / "mosaic.vrt"
     mosaic.write_text(vrt(256, 256, simple_bands(str(corpus["good_geotiff"]))))
-    command = [sys.executable, "-m", "greenlens.cli", "survey", str(MODEL), str(mosaic)]
+    command = [sys.executable, "-m", "greenlens.cli.main", "survey", str(MODEL), str(mosaic)]
     trusted = subprocess.run([*command, "--out", str(tmp_path / "a")], capture_output=True, text=True, cwd=ROOT)
-    assert trusted.returncode == 0 and '"tiles": 64' in trusted.stdout, trusted.stderr
+    assert trusted.returncode == 0, trusted.stderr
+    assert '"tiles": 64' in trusted.stdout, trusted.stderr
     refused = subprocess.run([*command, "--out", str(tmp_path / "b"), "--untrusted"], capture_output=True, text=True, cwd=ROOT)
-    assert refused.returncode == 2 and "mosaic.vrt is not a GeoTIFF, PNG or JPEG" in refused.stderr, refused.stderr
+    assert refused.returncode == 2, refused.stderr
+    assert "mosaic.vrt is not a GeoTIFF, PNG or JPEG" in refused.stderr, refused.stderr

@@ -1,0 +1,159 @@
+"""ImageNet backbones from keras.applications, the classifier built around one, and the models
+derived from a classifier (its parts, its guard features, its tile model).
+
+The classifier takes raw RGB pixels (0-255, any size): resizing and the backbone's own input
+scaling are layers of the saved model, so a model pulled from the Hub needs no preprocessing code.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    display_name: str
+    constructor: str  # attribute of keras.applications
+    paper: str  # the architecture's paper, linked from model cards
+    # Feature map for Grad-CAM: the last one at stride 16, fine enough to outline a leaf
+    # (the final stride-32 map is 5x5 at 160 pixels) and still fed by the fine-tuned gradient.
+    cam_layer: str
+    # Earlier feature maps whose channel means join the pooled features of the out-of-distribution
+    # guard: colour and texture statistics that tell a flat or noisy image from ground or leaf.
+    guard_layers: tuple[str, ...] = ()
+    # Input scaling of keras.applications' preprocess_input for this family ("tf" mode: [-1, 1]).
+    scale: float = 1 / 127.5
+    offset: float = -1.0
+
+
+BACKBONES = {
+    "inception_v3": Backbone("inception_v3", "InceptionV3", "InceptionV3", "https://arxiv.org/abs/1512.00567",
+                             cam_layer="mixed7", guard_layers=("mixed2", "mixed7")),
+    "mobilenet_v2": Backbone("mobilenet_v2", "MobileNetV2", "MobileNetV2", "https://arxiv.org/abs/1801.04381",
+                             cam_layer="block_12_add", guard_layers=("block_5_add", "block_12_add")),
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}") from None
+
+
+def parse_weights(value: str | None) -> str | None:
+    """`imagenet` (the Keras cache, downloaded on first use), `none` (random), or a weights file."""
+    if value is None or value.lower() == "none":
+        return None
+    if value == "imagenet":
+        return value
+    if not Path(value).is_file():
+        raise FileNotFoundError(f"weights file {value} does not exist")
+    return str(value)
+
+
+def build_backbone(spec: Backbone, weights: str | None = "imagenet", alpha: float = 1.0) -> keras.Model:
+    """The headless backbone with global average pooling.
+
+    Built for any input size: Keras then loads the 224 ImageNet weights for MobileNetV2
+    whatever size we feed it, and the classifier's resizing layer sets the real size.
+    """
+    kwargs = {"alpha": alpha} if spec.name == "mobilenet_v2" else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input_shape.*")
+        constructor = getattr(keras.applications, spec.constructor)
+        return constructor(
+            input_shape=(None, None, 3), include_top=False, weights=weights, pooling="avg", **kwargs
+        )
+
+
+def build_classifier(
+    backbone: keras.Model, spec: Backbone, image_size: int, num_classes: int, dropout: float = 0.2
+) -> tuple[keras.Model, list[keras.layers.Layer]]:
+    """Raw RGB image of any size -> one softmax probability per class.
+
+    Returns the model and its head layers, which stage 1 trains on cached features.
+    """
+    head = [
+        keras.layers.Dropout(dropout, name=DROPOUT),
+        keras.layers.Dense(num_classes, activation="softmax", name=PROBABILITIES),
+    ]
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear", antialias=True, name=RESIZE)(inputs)
+    x = keras.layers.Rescaling(spec.scale, offset=spec.offset, name=SCALING)(x)
+    x = backbone(x)
+    for layer in head:
+        x = layer(x)
+    return keras.Model(inputs, x, name="classifier"), head
+
+
+# The classifier's layer names: saved models are found again by them.
+RESIZE, SCALING, DROPOUT, PROBABILITIES = "resize", "backbone_scaling", "head_dropout", "probabilities"
+
+
+@dataclass(frozen=True)
+class ClassifierParts:
+    """The layers of a classifier built by `build_classifier` (or loaded from a model repo)."""
+
+    resize: keras.layers.Resizing
+    scaling: keras.layers.Rescaling
+    backbone: keras.Model
+    dropout: keras.layers.Dropout
+    dense: keras.layers.Dense
+
+    def preprocess(self, x):
+        """Raw pixels -> what the backbone takes: resized and scaled as inside the model."""
+        return self.scaling(self.resize(x))
+
+    def head(self, pooled):
+        return self.dense(self.dropout(pooled))
+
+
+def parts(model: keras.Model) -> ClassifierParts:
+    return ClassifierParts(
+        resize=model.get_layer(RESIZE),
+        scaling=model.get_layer(SCALING),
+        backbone=next(layer for layer in model.layers if isinstance(layer, keras.Model)),
+        dropout=model.get_layer(DROPOUT),
+        dense=model.get_layer(PROBABILITIES),
+    )
+
+
+def feature_model(model: keras.Model, layers: list[str], tile: int | None = None) -> tuple[keras.Model, list[int]]:
+    """The classifier with a first output added, the out-of-distribution guard's features: colour
+    statistics of the model's input (channel means and mean squares), channel means of `layers`,
+    and the pooled backbone features the head reads. One forward pass gives both outputs.
+    With `tile`, for tile x tile inputs only, as surveys run it. Returns the group sizes too."""
+    p = parts(model)
+    inputs, x = _tile_input(p, tile) if tile else (model.input, p.preprocess(model.input))
+    inner = keras.Model(p.backbone.input, [*(p.backbone.get_layer(name).output for name in layers), p.backbone.output])
+    *maps, pooled = inner(x)
+    colour = keras.layers.Concatenate()([
+        keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalAveragePooling2D()(keras.layers.Multiply()([x, x]))
+    ])
+    groups = [colour, *(keras.layers.GlobalAveragePooling2D()(feature_map) for feature_map in maps), pooled]
+    sizes = [int(group.shape[-1]) for group in groups]
+    return keras.Model(inputs, [keras.layers.Concatenate()(groups), p.head(pooled)]), sizes
+
+
+def fixed_size_model(model: keras.Model, side: int) -> keras.Model:
+    """`model` for side x side inputs only (any batch): the same layers and weights, probabilities
+    only. At the model's own input size the resize is a no-op: what LiteRT and ONNX runtimes take."""
+    p = parts(model)
+    inputs, x = _tile_input(p, side)
+    return keras.Model(inputs, p.head(p.backbone(x)), name="fixed_size_classifier")
+
+
+def _tile_input(p: ClassifierParts, tile: int):
+    """A fixed tile x tile input, resized and scaled as inside the model. Upscaling ignores
+    antialiasing, so the resize drops it where it upscales: the antialiased kernel has no LiteRT
+    equivalent."""
+    inputs = keras.Input((tile, tile, 3), name="tiles")
+    resize = keras.layers.Resizing(p.resize.height, p.resize.width, interpolation=p.resize.interpolation,
+                                   antialias=p.resize.antialias and min(p.resize.height, p.resize.width) < tile)
+    return inputs, p.scaling(resize(inputs))

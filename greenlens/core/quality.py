@@ -1,0 +1,133 @@
+"""Is a photo good enough to judge? The third kind of answer, beside a class and "not a strawberry leaf".
+
+A photo can be of the right thing and still too poor for any answer: a thumbnail, almost black, almost
+white, far out of focus, drowned in sensor noise. Its size and four measures of the image, at the model's
+own scale, are compared with the extremes of the model's augmented training views (which already hold
+blur, noise and bad exposure: greenlens.training.augment; the 0.5% most extreme views of each measure aside): an
+image beyond them is outside anything the model was trained or checked on, and gets a plain reason and
+what to do, instead of a guess or "not a leaf". Stored in the model repo as
+`quality.json`; a repo without it answers every image as before. NumPy and PIL only: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+FILENAME = "quality.json"
+# A luminance standard deviation below this is a flat image (a solid colour): not a photo of anything,
+# so the guard, not this check, answers it, unless it is almost black or almost white (this luminance).
+FLAT = 3.0
+ALMOST_WHITE = 240
+# What the answer says, by measure.
+# Share of training views beyond each limit: a limit is that quantile of the views, not their single most
+# extreme one (a fully dark view, say, would switch the check off). The strongest views are past what the
+# model learned to judge well: wrong answers on the test split's most corrupted images came from there.
+EXTREME = 0.005
+# Images smaller than this fraction of the smallest training image's short side are too small to judge.
+SMALLEST = 0.25
+PROBLEMS = {
+    "small": "too small to judge: send a larger photo",
+    "dark": "too dark to judge: retake it in better light",
+    "bright": "too bright to judge: retake it out of glare, or with less exposure",
+    "blur": "too blurred to judge: retake it in focus",
+    "noise": "too noisy to judge: retake it in better light",
+}
+
+
+def measures(images: list[np.ndarray], side: int) -> dict[str, np.ndarray]:
+    """Per image: `dark` (99th percentile of luminance: low when almost black), `bright` (1st
+    percentile: high when almost white), `blur` (edge energy over contrast: low when out of focus),
+    `noise` (Immerkaer's estimate of the noise's standard deviation), `spread` (luminance std)."""
+    rows = [_measure(_luminance(image, side)) for image in images]
+    return {key: np.array([row[key] for row in rows], np.float64) for key in ("dark", "bright", "blur", "noise", "spread")}
+
+
+def _luminance(image: np.ndarray, side: int) -> np.ndarray:
+    """Luminance (0-255) at about the model's input scale: its long side `side` (never upscaled)."""
+    picture = Image.fromarray(np.asarray(image, np.uint8)).convert("L")
+    scale = side / max(picture.size)
+    if scale < 1:
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                 Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(picture, np.float64)
+
+
+def _measure(luminance: np.ndarray) -> dict[str, float]:
+    low, high = np.percentile(luminance, [1, 99])
+    spread = float(luminance.std())
+    if min(luminance.shape) < 3:
+        return {"dark": float(high), "bright": float(low), "blur": 0.0, "noise": 0.0, "spread": spread}
+    # The discrete Laplacian: large where edges are sharp, small where they are smeared.
+    laplacian = (luminance[1:-1, :-2] + luminance[1:-1, 2:] + luminance[:-2, 1:-1] + luminance[2:, 1:-1]
+                 - 4 * luminance[1:-1, 1:-1])
+    # Immerkaer (1996): the mask [[1,-2,1],[-2,4,-2],[1,-2,1]] cancels smooth structure and keeps noise.
+    noise_mask = (luminance[:-2, :-2] - 2 * luminance[:-2, 1:-1] + luminance[:-2, 2:]
+                  - 2 * luminance[1:-1, :-2] + 4 * luminance[1:-1, 1:-1] - 2 * luminance[1:-1, 2:]
+                  + luminance[2:, :-2] - 2 * luminance[2:, 1:-1] + luminance[2:, 2:])
+    return {"dark": float(high), "bright": float(low), "blur": float(np.abs(laplacian).mean() / (spread + 1.0)),
+            "noise": float(np.sqrt(np.pi / 2) * np.abs(noise_mask).mean() / 6), "spread": spread}
+
+
+@dataclass
+class QualityCheck:
+    """The limits of each measure among the training views: `dark` and `blur` the lowest, `bright` and
+    `noise` the highest (EXTREME aside); `min_side` the smallest short side. `side`: the long side images
+    are measured at."""
+
+    side: int
+    min_side: int
+    dark: float
+    bright: float
+    blur: float
+    noise: float
+
+    @classmethod
+    def fit(cls, images: list[np.ndarray], side: int) -> QualityCheck:
+        values = measures(images, side)
+        photos = values["spread"] >= FLAT
+        low, high = EXTREME, 1 - EXTREME
+        smallest = min(min(image.shape[:2]) for image in images)
+        # Flat views (a solid colour, as a view darkened to black becomes) are no photo of anything: left out.
+        return cls(side, max(1, int(smallest * SMALLEST)), float(np.quantile(values["dark"][photos], low)),
+                   float(np.quantile(values["bright"][photos], high)), float(np.quantile(values["blur"][photos], low)),
+                   float(np.quantile(values["noise"][photos], high)))
+
+    def problems(self, images: list[np.ndarray]) -> list[str | None]:
+        """Per image, the reason it is too poor to judge (a value of PROBLEMS), or None."""
+        values = measures(images, self.side)
+        answers: list[str | None] = []
+        rows = zip(images, *(values[k] for k in ("dark", "bright", "blur", "noise", "spread")))
+        for image, dark, bright, blur, noise, spread in rows:
+            flat = spread < FLAT
+            if min(image.shape[:2]) < self.min_side:
+                answers.append(PROBLEMS["small"])
+            elif dark < self.dark:
+                answers.append(PROBLEMS["dark"])
+            elif bright > (max(self.bright, ALMOST_WHITE) if flat else self.bright):
+                answers.append(PROBLEMS["bright"])
+            elif flat:
+                answers.append(None)
+            elif noise > self.noise:
+                answers.append(PROBLEMS["noise"])
+            elif blur < self.blur:
+                answers.append(PROBLEMS["blur"])
+            else:
+                answers.append(None)
+        return answers
+
+    def rates(self, images: list[np.ndarray]) -> float:
+        """The share of `images` found too poor to judge."""
+        return float(np.mean([problem is not None for problem in self.problems(images)])) if images else 0.0
+
+    def save(self, folder: Path) -> None:
+        (Path(folder) / FILENAME).write_text(json.dumps(self.__dict__, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> QualityCheck | None:
+        path = Path(folder) / FILENAME
+        return cls(**json.loads(path.read_text())) if path.is_file() else None

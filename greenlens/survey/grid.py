@@ -1,0 +1,139 @@
+"""The unit of work of a survey: the grid of tiles over a raster, chunks of it, and the classification
+of one chunk, read as one window. The single-process survey (greenlens.survey.run) and the workers of a
+Dask cluster (greenlens.survey.cluster) run the same `classify_chunk`, so they give the same numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from greenlens.survey.rasters import Raster, Window
+from greenlens.survey.tile_model import TileClassifier
+
+CHUNK = 2048  # source pixels per side of a chunk, about: 12 MB of RGB at a time
+PREVIEW_SIDE = 4096
+
+
+class SurveyError(ValueError):
+    """An image or setting that cannot be surveyed; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Tiles of `tile_size` source pixels every `stride` pixels, each resampled to the model's tile."""
+
+    width: int
+    height: int
+    tile_size: int
+    stride: int
+    model_tile: int
+
+    def __post_init__(self):
+        if self.tile_size < 1 or self.stride < 1:
+            raise SurveyError("tile size and stride must be at least 1 pixel")
+        if (self.stride * self.model_tile) % self.tile_size:
+            step = self.tile_size // np.gcd(self.tile_size, self.model_tile)
+            raise SurveyError(f"with --tile-size {self.tile_size}, the stride must be a multiple of {step} pixels "
+                              f"(tiles are resampled to {self.model_tile} x {self.model_tile})")
+        if self.width < self.tile_size or self.height < self.tile_size:
+            raise SurveyError(f"the image is {self.width} x {self.height} pixels, smaller than one "
+                              f"{self.tile_size} x {self.tile_size} tile")
+
+    @property
+    def rows(self) -> int:
+        return (self.height - self.tile_size) // self.stride + 1
+
+    @property
+    def cols(self) -> int:
+        return (self.width - self.tile_size) // self.stride + 1
+
+    @property
+    def scale(self) -> float:
+        return self.model_tile / self.tile_size
+
+    def chunks(self, side: int = CHUNK) -> list[Chunk]:
+        cells = max(1, side // self.stride)
+        return [Chunk(r, min(r + cells, self.rows), c, min(c + cells, self.cols))
+                for r in range(0, self.rows, cells) for c in range(0, self.cols, cells)]
+
+    def window(self, chunk: Chunk) -> Window:
+        """What a chunk reads: its tiles, and the part of the raster its cells stand for in the preview."""
+        region = self.region(chunk)
+        return Window(region.x, region.y,
+                      max((chunk.col1 - chunk.col0 - 1) * self.stride + self.tile_size, region.width),
+                      max((chunk.row1 - chunk.row0 - 1) * self.stride + self.tile_size, region.height))
+
+    def region(self, chunk: Chunk) -> Window:
+        """The chunk's cells, stride by stride; the last row and column of chunks reach the raster's edge."""
+        x, y = chunk.col0 * self.stride, chunk.row0 * self.stride
+        right = chunk.col1 * self.stride if chunk.col1 < self.cols else self.width
+        bottom = chunk.row1 * self.stride if chunk.row1 < self.rows else self.height
+        return Window(x, y, right - x, bottom - y)
+
+    @property
+    def preview_factor(self) -> float:
+        """Source pixels per preview pixel: the preview is at most PREVIEW_SIDE on its long side."""
+        return max(1.0, max(self.width, self.height) / PREVIEW_SIDE)
+
+    def preview_box(self, region: Window) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) of a source region in preview pixels."""
+        f = self.preview_factor
+        return (round(region.x / f), round(region.y / f), round((region.x + region.width) / f),
+                round((region.y + region.height) / f))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+
+
+@dataclass
+class ChunkResult:
+    chunk: Chunk
+    probability: np.ndarray  # (rows, cols) float32, NaN where not classified
+    flagged: np.ndarray  # (rows, cols) bool: classified, but out of distribution
+    # The chunk's region at the preview's scale, from the pixels read for the tiles: the preview
+    # needs no second pass over the raster.
+    thumbnail: np.ndarray  # (h, w, 3) uint8
+    thumbnail_valid: np.ndarray  # (h, w) bool
+
+
+def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512) -> ChunkResult:
+    """Reads one chunk's window (resampled to the model's scale) and classifies its tiles that lie
+    at least half inside the data."""
+    shape = (chunk.row1 - chunk.row0, chunk.col1 - chunk.col0)
+    probability = np.full(shape, np.nan, np.float32)
+    flagged = np.zeros(shape, bool)
+    pixels, valid = raster.read(grid.window(chunk), grid.scale)
+    tile, step = grid.model_tile, round(grid.stride * grid.scale)
+    # Share of valid pixels under each tile, from an integral image of the mask.
+    integral = np.pad(valid.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    top, left = np.arange(shape[0]) * step, np.arange(shape[1]) * step
+    inside = (integral[np.ix_(top + tile, left + tile)] - integral[np.ix_(top, left + tile)]
+              - integral[np.ix_(top + tile, left)] + integral[np.ix_(top, left)]) / (tile * tile)
+    rows, cols = np.nonzero(inside > 0.5)  # at least half outside the data: not classified
+    if len(rows):
+        windows = sliding_window_view(pixels, (tile, tile), axis=(0, 1))[::step, ::step]  # (r, c, 3, t, t)
+        for start in range(0, len(rows), batch_size):
+            r, c = rows[start : start + batch_size], cols[start : start + batch_size]
+            tiles = windows[r, c].transpose(0, 2, 3, 1)
+            probability[r, c], flagged[r, c] = classifier(tiles)
+    return ChunkResult(chunk, probability, flagged, *_thumbnail(grid, chunk, pixels, valid))
+
+
+def _thumbnail(grid: Grid, chunk: Chunk, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    region = grid.region(chunk)
+    left, top, right, bottom = grid.preview_box(region)
+    size = (max(1, right - left), max(1, bottom - top))
+    height, width = round(region.height * grid.scale), round(region.width * grid.scale)
+    shrink = Image.Resampling.BOX
+    rgb = np.asarray(Image.fromarray(pixels[:height, :width]).resize(size, shrink))
+    mask = np.asarray(Image.fromarray(valid[:height, :width].astype(np.uint8) * 255).resize(size, shrink)) > 127
+    return rgb, mask

@@ -1,0 +1,243 @@
+"""A survey's output files, for people and for GIS: CSV, GeoPackage, GeoJSON, a probability GeoTIFF,
+the summary and a preview. File and layer names come from the model's positive label
+(`cactus_tiles.gpkg` for the cactus model).
+
+Map geometry goes through the raster's geotransform, in the raster's CRS; the GeoJSON is in WGS84
+longitude/latitude (RFC 7946), for web maps. A raster without a CRS gets the CSV, the summary and the
+preview only, in pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+NODATA = -1.0  # probability.tif: not classified, or flagged by the out-of-distribution guard
+
+
+def crs_name(crs) -> str | None:
+    if crs is None:
+        return None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
+def pixel_size_m(crs, transform, grid) -> float | None:
+    """The side of one source pixel in metres: the CRS's linear unit for projected rasters, the
+    geodesic size at the raster's centre for geographic ones."""
+    if crs is None or transform is None:
+        return None
+    if crs.is_projected:
+        return abs(transform.a) * crs.linear_units_factor[1]
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    x, y = transform @ (grid.width / 2, grid.height / 2)
+    dx, dy = transform.a, transform.e
+    width = geod.inv(x, y, x + dx, y)[2]
+    height = geod.inv(x, y, x, y + dy)[2]
+    return float(np.sqrt(width * height))
+
+
+def tile_boxes(result, mask: np.ndarray):
+    """Shapely polygons of the tiles where `mask` is true, in pixel coordinates, row by row."""
+    import shapely
+
+    rows, cols = np.nonzero(mask)
+    x, y = cols * result.grid.stride, rows * result.grid.stride
+    return shapely.box(x, y, x + result.grid.tile_size, y + result.grid.tile_size), rows, cols
+
+
+def to_map(geometries, transform):
+    """Pixel-coordinate geometries -> the raster's CRS through its geotransform."""
+    import shapely
+
+    return shapely.transform(geometries, lambda xy: np.column_stack(transform @ (xy[:, 0], xy[:, 1])))
+
+
+def patches(result) -> list[tuple[object, int]]:
+    """Touching positive tiles dissolved into patches: (polygon in pixel coordinates, tiles in it)."""
+    import shapely
+
+    boxes, _, _ = tile_boxes(result, result.hits)
+    if not len(boxes):
+        return []
+    merged = shapely.get_parts(shapely.union_all(boxes))
+    centres = shapely.centroid(boxes)
+    patch_of = shapely.STRtree(merged).query(centres, predicate="within")
+    counts = np.bincount(patch_of[1], minlength=len(merged)) if patch_of.size else np.zeros(len(merged), int)
+    return list(zip(merged, counts.tolist()))
+
+
+def write_outputs(result, out_dir: Path) -> dict[str, Path]:
+    """Every output file of one survey into `out_dir`; returns their paths by kind."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"tiles": out_dir / "tiles.csv", "summary": out_dir / "summary.json", "overlay": out_dir / "overlay.png"}
+    write_tiles_csv(result, files["tiles"])
+    if result.crs is not None:
+        files["geopackage"] = out_dir / f"{result.key}_tiles.gpkg"
+        files["geojson"] = out_dir / f"{result.key}_tiles.geojson"
+        files["probability"] = out_dir / "probability.tif"
+        write_geopackage(result, result.patches, files["geopackage"])
+        write_geojson(result, files["geojson"])
+        write_probability_tif(result, files["probability"])
+    # Level 1: a 4,096-pixel preview compresses in a fraction of the time of the default, a little larger.
+    Image.fromarray(overlay(result)).save(files["overlay"], compress_level=1)
+    files["summary"].write_text(json.dumps(result.summary, indent=2) + "\n")
+    return files
+
+
+def write_tiles_csv(result, path: Path) -> None:
+    """x,y (top-left source pixel), probability, and with a CRS map_x,map_y (the tile's centre);
+    then out_of_distribution (1 where the guard flagged the tile). Classified tiles only, row by row."""
+    grid = result.grid
+    georeferenced = result.crs is not None
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["x", "y", "probability", *(["map_x", "map_y"] if georeferenced else []), "out_of_distribution"])
+        for row in range(grid.rows):
+            cols = np.nonzero(result.classified[row])[0]
+            x, y = cols * grid.stride, np.full(len(cols), row * grid.stride)
+            columns = [x, y, [f"{p:.6f}" for p in result.probability[row, cols]]]
+            if georeferenced:
+                map_x, map_y = result.transform @ (x + grid.tile_size / 2, y + grid.tile_size / 2)
+                columns += [[f"{v:.3f}" for v in map_x], [f"{v:.3f}" for v in map_y]]
+            columns.append(result.flagged[row, cols].astype(int))
+            writer.writerows(zip(*columns))
+
+
+def write_geopackage(result, found: list[tuple[object, int]], path: Path) -> None:
+    """Layer `<label>_tiles`: one polygon per positive tile with its probability; layer
+    `<label>_patches`: touching tiles dissolved, with `area_m2` and `tiles`."""
+    import shapely
+    from pyogrio.raw import write
+
+    path.unlink(missing_ok=True)
+    boxes, rows, cols = tile_boxes(result, result.hits)
+    crs = result.crs.to_wkt()
+    write(path, shapely.to_wkb(to_map(boxes, result.transform)), [result.probability[rows, cols].astype(np.float64)],
+          ["probability"], layer=f"{result.key}_tiles", driver="GPKG", geometry_type="Polygon", crs=crs)
+    shapes = to_map(np.array([polygon for polygon, _ in found], dtype=object), result.transform) if found else boxes[:0]
+    write(path, shapely.to_wkb(shapes), [_areas_m2(shapes, result.crs), np.array([n for _, n in found], np.int64)],
+          ["area_m2", "tiles"], layer=f"{result.key}_patches", driver="GPKG", geometry_type="MultiPolygon",
+          promote_to_multi=True, crs=crs)
+
+
+def _areas_m2(shapes, crs) -> np.ndarray:
+    import shapely
+
+    if not len(shapes):
+        return np.zeros(0)
+    if crs.is_projected:
+        return shapely.area(shapes) * crs.linear_units_factor[1] ** 2
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    return np.array([abs(geod.geometry_area_perimeter(shape)[0]) for shape in shapes])
+
+
+def write_geojson(result, path: Path) -> None:
+    """The positive tiles in WGS84 longitude/latitude (RFC 7946), with their probability."""
+    import shapely
+    from pyogrio.raw import write
+    from pyproj import Transformer
+
+    path.unlink(missing_ok=True)
+    boxes, rows, cols = tile_boxes(result, result.hits)
+    to_wgs84 = Transformer.from_crs(result.crs, "EPSG:4326", always_xy=True)
+    def to_lonlat(xy):
+        return np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1]))
+
+    lonlat = shapely.transform(to_map(boxes, result.transform), to_lonlat)
+    write(path, shapely.to_wkb(lonlat), [result.probability[rows, cols].astype(np.float64)], ["probability"],
+          layer=f"{result.key}_tiles", driver="GeoJSON", geometry_type="Polygon", crs="EPSG:4326",
+          layer_options={"RFC7946": "YES"})
+
+
+def write_probability_tif(result, path: Path) -> None:
+    """One float32 pixel per stride cell, centred on its tile, in the raster's CRS: opened beside the
+    orthomosaic in QGIS it lies over the tiles it scores."""
+    import rasterio
+    from affine import Affine
+
+    grid = result.grid
+    offset = (grid.tile_size - grid.stride) / 2
+    transform = result.transform @ Affine.translation(offset, offset) @ Affine.scale(grid.stride)
+    values = np.where(result.classified & ~result.flagged, result.probability, NODATA).astype(np.float32)
+    with rasterio.open(path, "w", driver="GTiff", width=grid.cols, height=grid.rows, count=1, dtype="float32",
+                       crs=result.crs, transform=transform, nodata=NODATA, compress="deflate", tiled=grid.cols >= 256
+                       and grid.rows >= 256) as dataset:
+        dataset.write(values, 1)
+        dataset.set_band_description(1, f"probability of {result.positive_label}")
+
+
+def write_survey_table(results, path: Path) -> None:
+    """One row per raster: its name and its summary."""
+    summaries = [result.summary for result in results]
+    columns = ["raster", *summaries[0]] if summaries else ["raster"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for result, summary in zip(results, summaries):
+            writer.writerow({"raster": result.name, **{k: "" if v is None else v for k, v in summary.items()}})
+
+
+def overlay(result, strip: int = 256) -> np.ndarray:
+    """The preview (at most tiling.PREVIEW_SIDE pixels on its long side): positive tiles tinted by their
+    probability and outlined, tiles the guard flagged tinted blue, the rest dimmed, no data grey.
+    Drawn in strips of rows, so its float temporaries stay small whatever the preview's size."""
+    pixels, valid = result.preview.copy(), result.preview_valid
+    height, width = valid.shape
+    grid = result.grid
+    # Each preview pixel takes the largest value of the tiles that cover its source pixel.
+    ys = (np.arange(height) + 0.5) * grid.height / height
+    xs = (np.arange(width) + 0.5) * grid.width / width
+    heat_grid = np.where(result.hits, result.probability, 0).astype(np.float32)
+    odd_grid = (result.flagged & result.classified).astype(np.float32)
+    hit = np.zeros((height, width), bool)
+    highlight = np.array([255, 40, 200], np.float32)  # magenta: stands out on desert greens and browns
+    for top in range(0, height, strip):
+        rows = slice(top, top + strip)
+        heat = _covering_max(heat_grid, grid, ys[rows], xs)
+        odd = _covering_max(odd_grid, grid, ys[rows], xs) > 0
+        hit[rows] = heat > 0
+        part = pixels[rows].astype(np.float32)
+        alpha = (0.15 + 0.35 * heat)[..., None]
+        shown = np.where(hit[rows][..., None], part * (1 - alpha) + highlight * alpha, part * 0.5)
+        blue = odd & ~hit[rows]
+        shown[blue] = shown[blue] * 0.6 + np.array([40, 120, 255], np.float32) * 0.4
+        shown[~valid[rows]] = 60
+        pixels[rows] = np.clip(shown, 0, 255).astype(np.uint8)
+    pixels[hit & ~_eroded(hit)] = highlight.astype(np.uint8)
+    return pixels
+
+
+def _covering_max(values: np.ndarray, grid, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """For source coordinates ys x xs, the largest of `values` over the tiles covering each point."""
+    span = -(-grid.tile_size // grid.stride)  # tiles that can cover one point, along each axis
+    padded = np.pad(values, ((span, span), (span, span)))
+    covering = np.zeros((len(ys), len(xs)), np.float32)
+    for dr in range(span):
+        for dc in range(span):
+            rows = np.floor(ys / grid.stride).astype(int) - dr
+            cols = np.floor(xs / grid.stride).astype(int) - dc
+            inside_r = (rows >= 0) & (rows < grid.rows) & (ys < rows * grid.stride + grid.tile_size)
+            inside_c = (cols >= 0) & (cols < grid.cols) & (xs < cols * grid.stride + grid.tile_size)
+            part = padded[np.ix_(rows + span, cols + span)] * np.outer(inside_r, inside_c)
+            np.maximum(covering, part, out=covering)
+    return covering
+
+
+def _eroded(mask: np.ndarray) -> np.ndarray:
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return inner

@@ -1,0 +1,140 @@
+"""Fitting the out-of-distribution guard to a trained classifier, and measuring it: how often it
+flags real held-out images, and how often images no model of ours should take for its subject."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from greenlens.core import ood
+from greenlens.core.backbones import feature_model
+from greenlens.core.batches import predict_images
+from greenlens.core.images import IMAGE_SUFFIXES, ImageError, decode_image
+
+
+def fit_and_measure(model, layers: list[str], train_images, train_labels, validation_images, test_images,
+                    other_images: dict[str, list[np.ndarray]], image_size: int, *, threshold_images=(),
+                    outlier_images=(), quality=None) -> tuple[ood.DistributionGuard, dict, dict]:
+    """Fits the guard on the training images (augmented views among them) and sets its thresholds on
+    the validation images and `threshold_images` (their augmented views); measures it on the test images
+    (which set nothing) and on out-of-distribution images, where an image counts as refused when the
+    guard flags it or `quality` (a QualityCheck) finds it too poor to judge.
+
+    Also returns the model's probabilities on the validation and test images: the guard's
+    feature pass computes them anyway, so evaluating the model needs no pass of its own."""
+    features_model, sizes = feature_model(model, layers)
+    train_features = predict_images(features_model, train_images, desc="Guard features, training images and views")[0]
+    held_out = {
+        split: predict_images(features_model, images, desc=f"Evaluating on {split} images (and guard features)")
+        for split, images in (("validation", validation_images), ("test", test_images))
+    }
+    view_features = outlier_features = None
+    if len(threshold_images):
+        view_features = predict_images(features_model, list(threshold_images), desc="Guard features, validation views")[0]
+    if len(outlier_images):
+        outlier_features = predict_images(features_model, list(outlier_images), desc="Guard features, made-up outliers")[0]
+    guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0], view_features=view_features,
+                    outlier_features=outlier_features)
+
+    def refused(images) -> np.ndarray:
+        flagged = guard.flags(predict_images(features_model, images)[0])
+        if quality is not None:
+            flagged |= np.array([problem is not None for problem in quality.problems(images)])
+        return flagged
+
+    out_sets = {f"synthetic {kind}": images for kind, images in synthetic_images(40, image_size).items()}
+    out_sets.update(other_images)
+    shares = {name: float(refused(images).mean()) for name, images in out_sets.items() if images}
+    counts = {name: len(images) for name, images in out_sets.items() if images}
+    report = {
+        "method": "Mahalanobis distance to the nearest class mean (standardised features, shared Ledoit-Wolf "
+        f"covariance) in each of {len(sizes)} feature groups: input colour statistics, channel means of "
+        f"{', '.join(layers)}, pooled backbone output; flagged when any group's distance exceeds its threshold, "
+        "set so that at most 0.5% of validation images and 2% of augmented views of them are flagged; fitted on "
+        "the training images and augmented views of them, so realistic variation of a photo is in distribution; "
+        "and a logistic boundary between those and made-up images that are not the subject (synthetic noise, "
+        "colours, gradients and scenes from other seeds than the ones measured here, and made-up backgrounds "
+        "where the task composites onto them)",
+        "thresholds": [group.threshold for group in guard.groups],
+        "test_flagged": float(guard.flags(held_out["test"][0]).mean()),
+        "test_too_poor": quality.rates(list(test_images)) if quality is not None else None,
+        "validation_flagged": float(guard.flags(held_out["validation"][0]).mean()),
+        "train_flagged": float(guard.flags(train_features).mean()),
+        "out_of_distribution_flagged": shares,
+        "out_of_distribution_counts": counts,
+        "out_of_distribution_flagged_overall": sum(shares[n] * counts[n] for n in shares) / sum(counts.values()),
+    }
+    return guard, report, {split: probabilities for split, (_, probabilities) in held_out.items()}
+
+
+# Seeds of the made-up images the guard is fitted against; the ones it is measured on use others.
+OUTLIER_SEED = 1_000
+
+
+def outlier_images(augmentation, size: int, count: int = 150, seed: int = OUTLIER_SEED) -> list[np.ndarray]:
+    """Made-up images that are not the subject, for fitting the guard: the synthetic kinds (from other
+    seeds than those it is measured on) and, where the task composites its subject onto made-up
+    backgrounds, those backgrounds alone, plain and augmented: a surface is not a leaf."""
+    from greenlens.training.augment import background, view
+
+    images = [image for kind in synthetic_images(count, size, seed).values() for image in kind]
+    if augmentation.backgrounds:
+        rng = np.random.default_rng(seed)
+        surfaces = [background((size, size), rng) for _ in range(2 * count)]
+        images += surfaces + [view(surface, augmentation, rng) for surface in surfaces]
+    return images
+
+
+def synthetic_images(count: int, size: int, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Inputs no leaf or cactus model should take for its subject, by kind: noise, solid colours,
+    gradients, and simple made-up scenes (shapes on backgrounds, stripes, checkerboards)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    kinds: dict[str, list[np.ndarray]] = {"noise": [], "solid": [], "gradient": [], "scene": []}
+    for index in range(count):
+        if index % 2:
+            kinds["noise"].append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        else:
+            kinds["noise"].append(np.clip(rng.normal(128, 60, (size, size, 3)), 0, 255).astype(np.uint8))
+        kinds["solid"].append(np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (size, size, 3)).copy())
+        a, b = rng.integers(0, 256, (2, 3))
+        ramp = [x, y, np.hypot(x - 0.5, y - 0.5) * 1.4, (x + y) / 2][index % 4][..., None]
+        kinds["gradient"].append((a * (1 - ramp) + b * ramp).astype(np.uint8))
+        kinds["scene"].append(_scene(rng, size, x, y, index))
+    return kinds
+
+
+def _scene(rng, size, x, y, index) -> np.ndarray:
+    image = np.empty((size, size, 3), np.float64)
+    image[:] = rng.integers(0, 256, 3)
+    if index % 3 == 0:  # checkerboard
+        cells = rng.integers(2, 9)
+        mask = ((x * cells).astype(int) + (y * cells).astype(int)) % 2 == 1
+        image[mask] = rng.integers(0, 256, 3)
+    elif index % 3 == 1:  # stripes at an angle
+        angle, period = rng.uniform(0, np.pi), rng.uniform(0.05, 0.3)
+        mask = np.sin((x * np.cos(angle) + y * np.sin(angle)) / period * 2 * np.pi) > 0
+        image[mask] = rng.integers(0, 256, 3)
+    else:  # random discs and boxes
+        for _ in range(rng.integers(3, 9)):
+            cx, cy, r = rng.uniform(0, 1, 3) * (1, 1, 0.3)
+            shape = np.hypot(x - cx, y - cy) < r if rng.random() < 0.5 else (abs(x - cx) < r) & (abs(y - cy) < r)
+            image[shape] = rng.integers(0, 256, 3)
+    return image.astype(np.uint8)
+
+
+def read_other_images(folder: Path | None, limit: int = 200, name: str | None = None) -> dict[str, list[np.ndarray]]:
+    """Up to `limit` images of a folder (e.g. the other task's data), for measuring the guard."""
+    if folder is None:
+        return {}
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    step = max(1, len(files) // limit)
+    images = []
+    for path in files[::step][:limit]:
+        try:
+            images.append(decode_image(path))
+        except ImageError:
+            continue
+    folder = Path(folder)
+    return {name or f"other images ({folder.parent.name}/{folder.name})": images}

@@ -1,0 +1,297 @@
+"""From a data folder to a model repo, in named steps: read the data, split it, fine-tune, fit the guard and
+the quality check, evaluate, make the run record, write the repo. `train_task` runs them in that order."""
+
+from __future__ import annotations
+
+import csv
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from greenlens.core import litert, repository, runtimes
+from greenlens.core.backbones import get_backbone
+from greenlens.core.folder_csv import probability_column
+from greenlens.core.ood import DistributionGuard
+from greenlens.core.quality import QualityCheck
+from greenlens.core.tasks import Task
+from greenlens.training import data, evaluation
+from greenlens.training import guard as guard_fitting
+from greenlens.training.card import render_card
+from greenlens.training.finetune import TrainConfig, TrainResult, augment, fine_tune
+
+# Augmented views per image that the guard and the quality check are fitted on (training images) and
+# whose thresholds they set (validation images), beside the images themselves: realistic variation is
+# then in distribution, and only what lies beyond it is refused.
+GUARD_VIEWS = 2
+SPLITS = ("train", "validation", "test")
+ORIGINAL_RECIPE_NOTE = (
+    "The original project fine-tuned {original}; this model was trained with the `{recipe}` recipe because "
+    "its ImageNet weights could not be downloaded where it was trained. `train.py {task} --recipe "
+    "{original_recipe}` trains the original recipe wherever Keras can download them."
+)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a training run is asked for besides the recipe and the seed (TrainConfig): where the repo will
+    live, how to split, what to export, and the command that reproduces it."""
+
+    repo_id: str
+    command: str
+    recipe_name: str = ""
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    group_csv: Path | None = None
+    limit: int | None = None  # train on a stratified sample of this many images (tests, quick looks)
+    exports: str = "all"  # "all" (LiteRT, int8 where it keeps accuracy, ONNX), "float" (no int8) or "none"
+
+
+@dataclass
+class Fitted:
+    """The guard and the quality check fitted on a trained model, and its held-out probabilities."""
+
+    guard: DistributionGuard
+    report: dict
+    probabilities: dict[str, np.ndarray]
+    quality: QualityCheck
+
+
+def train_task(task: Task, data_dirs: list[Path], out_dir: Path, config: TrainConfig, *, run: RunSettings,
+               other_images: dict[str, list[np.ndarray]] | None = None, log=print) -> dict:
+    """Trains `task` on `data_dirs` and writes the model repo to `out_dir` atomically.
+
+    Returns the run record that is also written as metrics.json. Its headline `metrics` are
+    measured on the test split, which nothing in training or selection looked at."""
+    started = time.perf_counter()
+    examples, skipped = read_data(task, data_dirs, run=run, seed=config.seed, log=log)
+    splits = split_data(task, examples, run=run, seed=config.seed, log=log)
+    read_seconds = time.perf_counter() - started
+    train, validation = splits["train"], splits["validation"]
+    result = fine_tune(config, len(task.labels), train.images, train.labels, validation.images, validation.labels)
+    evaluate_started = time.perf_counter()
+    fitted = fit_guard(result.model, config, splits, typical_size=_typical_size(examples), other_images=other_images or {})
+    metrics = {name: evaluation.evaluate(task, fitted.probabilities[name], splits[name].labels, splits[name].sources)
+               for name in ("test", "validation")}
+    timings = {"read_data": read_seconds, **result.timings,
+               "evaluate_and_out_of_distribution_guard": time.perf_counter() - evaluate_started}
+    timings["total"] = time.perf_counter() - started
+    log(_guard_summary(fitted.report))
+    for name in ("test", "validation"):
+        log(_summary(name, metrics[name]))
+    record = run_record(task, config, run, examples=examples, skipped=skipped, splits=splits, result=result,
+                        metrics=metrics, guard_report=fitted.report, timings=timings, machine=_machine(),
+                        versions=_versions())
+    write_repo(out_dir, task, result.model, record, fitted.probabilities, splits, fitted.guard, run.exports,
+               quality=fitted.quality)
+    log(f"Wrote {out_dir}")
+    return record
+
+
+def read_data(task: Task, data_dirs: list[Path], *, run: RunSettings, seed: int, log=print) -> tuple[data.Examples, list]:
+    """The task's labelled images in `data_dirs` (a stratified sample of `run.limit` of them), decoded;
+    unreadable files are reported and left out rather than stopping the run."""
+    examples = data.find_examples(task, data_dirs, run.group_csv)
+    if run.limit:
+        examples = examples.subset(data.stratified_sample(examples.labels, run.limit, seed))
+    log(f"Found {data.describe(task, examples)}")
+    examples, skipped = data.read_images(examples)
+    if skipped:
+        log(f"Skipped {len(skipped)} unreadable image(s), e.g. {', '.join(Path(s).name for s in skipped[:5])}")
+    return examples, skipped
+
+
+def split_data(task: Task, examples: data.Examples, *, run: RunSettings, seed: int, log=print) -> dict[str, data.Examples]:
+    """Train, validation and test splits, stratified by class and grouped as the task says (no physical
+    leaf in two splits): the test split is drawn first and looked at by nothing but the final numbers."""
+    indices = data.split(examples, run.validation_fraction, run.test_fraction, seed)
+    splits = {name: examples.subset(getattr(indices, name)) for name in SPLITS}
+    for name, part in splits.items():
+        log(f"{name.capitalize()}: {data.describe(task, part)}")
+    return splits
+
+
+def fit_guard(model, config: TrainConfig, splits: dict[str, data.Examples], *, typical_size: int,
+              other_images: dict[str, list[np.ndarray]]) -> Fitted:
+    """The quality check and the out-of-distribution guard, fitted on the training images and fresh augmented
+    views of them (realistic variation is then in distribution); the guard's thresholds come from validation
+    images and their views, never from the test split. Measured on the test split and `other_images`."""
+    train, validation, test = (splits[name] for name in SPLITS)
+    spec = get_backbone(config.recipe.backbone)
+    train_views, train_view_labels = _views(train, config, seed=config.seed + 101)
+    validation_views, _ = _views(validation, config, seed=config.seed + 202)
+    quality = QualityCheck.fit(train.images + train_views, config.recipe.image_size)
+    guard, report, probabilities = guard_fitting.fit_and_measure(
+        model, list(spec.guard_layers), train.images + train_views, np.concatenate([train.labels, train_view_labels]),
+        validation.images, test.images, other_images, typical_size, threshold_images=validation_views,
+        outlier_images=guard_fitting.outlier_images(config.augmentation, typical_size), quality=quality,
+    )
+    return Fitted(guard, report, probabilities, quality)
+
+
+def run_record(task: Task, config: TrainConfig, run: RunSettings, *, examples: data.Examples, skipped: list,
+               splits: dict[str, data.Examples], result: TrainResult, metrics: dict, guard_report: dict,
+               timings: dict, machine: str, versions: dict) -> dict:
+    """The run's record (metrics.json), from what the steps produced and nothing else: the card and the
+    README's numbers are rendered from it."""
+    recipe = config.recipe
+    spec = get_backbone(recipe.backbone)
+    original = task.recipes.get(task.original_recipe)
+    return {
+        "repo_id": run.repo_id,
+        "task": {
+            "name": task.name,
+            "title": task.title,
+            "summary": task.summary,
+            "labels": task.labels,
+            "positive_label": task.positive_label,
+            "out_of_distribution_label": task.out_of_distribution_label,
+            "backbone": spec.name,
+            "backbone_display": spec.display_name,
+            "image_size": recipe.image_size,
+            "alpha": recipe.alpha,
+            "fine_tune_after": recipe.fine_tune_after,
+            "preprocessing": f"inside the model: resize to {recipe.image_size}x{recipe.image_size}, "
+            f"x * {spec.scale:.6g} + {spec.offset:g}",
+            "survey_tile": task.survey_tile,
+            "dataset": asdict(task.dataset),
+            "backbone_paper": spec.paper,
+        },
+        "metrics": metrics["test"],
+        "validation_metrics": metrics["validation"],
+        "ood": guard_report,
+        "history": result.history,
+        "timings": timings,
+        "recipe_name": run.recipe_name,
+        "recipe": asdict(recipe),
+        "run": {"augmentation": asdict(config.augmentation), "weights": _weights_name(config.weights), "seed": config.seed},
+        "counts": {
+            "total": len(examples),
+            "skipped": len(skipped),
+            "skipped_files": [Path(s).name for s in skipped[:20]],
+            **{name: len(part) for name, part in splits.items()},
+            "balance": data.class_balance(task, examples.labels),
+        },
+        "split_description": (
+            f"seeded, stratified by class, {run.test_fraction:.0%} test and {run.validation_fraction:.0%} validation, "
+            f"{task.grouping}"
+        ),
+        "augmentation_description": config.augmentation.description,
+        "weights_description": _weights_description(config.weights),
+        "backbone_note": ORIGINAL_RECIPE_NOTE.format(
+            original=_linked(get_backbone(original.backbone)), recipe=run.recipe_name, task=task.name,
+            original_recipe=task.original_recipe,
+        ) if original and original.backbone != recipe.backbone else "",
+        "machine": machine,
+        "versions": versions,
+        "command": run.command,
+    }
+
+
+def _linked(spec) -> str:
+    return f"[{spec.display_name}]({spec.paper})"
+
+
+def _machine() -> str:
+    return f"{platform.machine()} CPU, {_cpu_count()} cores, no GPU" if not _has_gpu() else "GPU"
+
+
+def _views(examples: data.Examples, config: TrainConfig, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """GUARD_VIEWS fresh augmented views of every image (not the cached training views), with labels."""
+    rng = np.random.default_rng(seed)
+    views = [augment(image, config.augmentation, rng, view=2) for _ in range(GUARD_VIEWS) for image in examples.images]
+    return views, np.tile(np.asarray(examples.labels), GUARD_VIEWS)
+
+
+def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: dict[str, np.ndarray],
+               splits: dict[str, data.Examples], guard, exports: str = "all", *, quality: QualityCheck | None = None) -> None:
+    with repository.atomic_directory(out_dir) as folder:
+        repository.save_model(model, folder)
+        guard.save(folder)
+        if quality is not None:
+            quality.save(folder)
+        test, train = splits["test"], splits["train"]
+        if exports != "none":
+            calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]
+            runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if exports == "all" else None)
+            record["runtimes"] = runtimes.measure(folder, model, test.images, test.labels)
+        repository.write_json(folder / "labels.json", task.labels)
+        repository.write_json(folder / "task.json", record["task"])
+        repository.write_json(folder / "metrics.json", record)
+        for name in ("validation", "test"):
+            _write_predictions(folder / f"{name}.csv", task, splits[name], probabilities[name])
+        evaluation.plot_training_curves(record["history"], folder / "training_curves.png")
+        evaluation.plot_confusion_matrix(task, record["metrics"], folder / "confusion_matrix.png", split="test")
+        if record["metrics"]["roc_auc"] is not None:
+            evaluation.plot_roc_curve(task, probabilities["test"], splits["test"].labels, folder / "roc_curve.png", split="test")
+        if task.survey_tile:
+            litert.write_tile_model(model, folder, task.survey_tile, list(guard.layers))
+        render_card(record).save(folder / "README.md")
+
+
+def _write_predictions(path: Path, task: Task, examples: data.Examples, probabilities: np.ndarray) -> None:
+    """Files relative to their data folder's parent (e.g. `color/Strawberry___healthy/x.JPG`),
+    so the numbers can be reproduced with the same --data."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label", probability_column(task.positive_label)])
+        for file, label, p in zip(examples.files, examples.labels, probabilities[:, task.positive_index]):
+            writer.writerow([_relative_to_data_parent(file), task.labels[label], f"{p:.6f}"])
+
+
+def _relative_to_data_parent(file: Path) -> str:
+    return "/".join(Path(file).parts[-3:])  # both layouts: <dir>/<Class or train>/<file>
+
+
+def _typical_size(examples: data.Examples) -> int:
+    """The most common image side in the data: synthetic test images are made at this size."""
+    sides = [image.shape[0] for image in examples.images]
+    return int(np.bincount(sides).argmax())
+
+
+def _summary(split: str, metrics: dict) -> str:
+    auc = "n/a" if metrics["roc_auc"] is None else f"{metrics['roc_auc']:.5f}"
+    per_source = ", ".join(f"{s} {r['accuracy']:.4f}" for s, r in metrics["per_source"].items())
+    return (
+        f"{split.capitalize()} accuracy {metrics['accuracy']:.4f} ({metrics['errors']} errors of {metrics['count']}; "
+        f"{per_source}), ROC AUC {auc}"
+    )
+
+
+def _guard_summary(report: dict) -> str:
+    return (f"out-of-distribution guard flags {report['test_flagged']:.2%} of test images, "
+            f"{report['out_of_distribution_flagged_overall']:.2%} of out-of-distribution images")
+
+
+def _weights_name(weights: str | None) -> str:
+    """The weights as a record names them: `imagenet`, `none`, or a file's name (never its path)."""
+    return "none" if weights is None else weights if weights == "imagenet" else Path(weights).name
+
+
+def _weights_description(weights: str | None) -> str:
+    if weights == "imagenet":
+        return "`weights=\"imagenet\"` from keras.applications"
+    return "none: random initialisation" if weights is None else f"from the file {Path(weights).name}"
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
+            "numpy": np.__version__, "scikit-learn": sklearn.__version__}
