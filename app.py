@@ -229,7 +229,8 @@ def build_tab(task_name: str, classifier: Classifier) -> None:
     gr.on(
         [button.click, show_heat.change],
         lambda path, show: gr.Image(value=explain(path) if show and path else None, visible=show),
-        [image, show_heat], heat, api_visibility="private", **HEAVY,
+        # always_last: a tick of the box while the click's run is still queued is answered, not dropped.
+        [image, show_heat], heat, api_visibility="private", trigger_mode="always_last", **HEAVY,
     )
     # The named endpoint takes just the image; the button itself is never shown.
     gr.Button(visible=False).click(
@@ -292,28 +293,36 @@ def build_batch(task_name: str, classifier: Classifier) -> None:
 
 
 def survey_fn(tiles: TileClassifier):
-    """The survey endpoints' function: an uploaded GeoTIFF, PNG or JPEG -> overlay, summary, tiles CSV,
-    and every output file (GeoPackage, GeoJSON, probability GeoTIFF where the raster has a CRS)."""
+    """The survey functions: an uploaded GeoTIFF, PNG or JPEG (and optional areas of interest) -> overlay,
+    summary, tiles CSV, every output file, and the per-area table for the tab; `survey_files`, the endpoint's,
+    returns the first four."""
 
     def run_survey(path: str | None, stride: float = tiles.tile, threshold: float = 0.5,
-                   tile_size: float = tiles.tile, progress=gr.Progress()):
+                   tile_size: float = tiles.tile, areas: str | None = None, progress=gr.Progress()):
         if path is None:
             raise gr.Error("No image was given.")
         out_dir = output_file("survey")
         try:
             result = surveying.survey_raster(
                 path, tiles, out_dir, stride=int(stride), threshold=float(threshold), tile_size=int(tile_size),
+                areas=areas or None, untrusted=True, limits=SURVEY_LIMITS,
                 progress=lambda done, total: progress(done / total, desc=f"{done:,} of {total:,} tiles"),
-                untrusted=True, limits=SURVEY_LIMITS,
             )
         except surveying.SurveyError as error:
             raise gr.Error(str(error)) from None
         if result.summary["warning"]:
             gr.Warning(result.summary["warning"])
-        return str(result.files["overlay"]), result.summary, str(result.files["tiles"]), [str(f) for f in result.files.values()]
+        files = [str(f) for f in result.files.values()]
+        table = pd.DataFrame(result.area_rows) if result.area_rows else None
+        return str(result.files["overlay"]), result.summary, str(result.files["tiles"]), files, table
 
-    every_file = "Also every output file: GeoPackage, GeoJSON, probability GeoTIFF (with a CRS), summary.json."
-    return as_tool(run_survey, "survey_files", f"{SURVEY_DOC}\n        {every_file}\n    ")
+    def survey_files(path: str | None, stride: float = tiles.tile, threshold: float = 0.5,
+                     tile_size: float = tiles.tile, areas: str | None = None, progress=gr.Progress()):
+        return run_survey(path, stride, threshold, tile_size, areas, progress)[:4]
+
+    every_file = ("Also every output file: GeoPackage, GeoJSON, probability GeoTIFF (with a CRS), summary.json, and "
+                  "with areas areas.csv.")
+    return run_survey, as_tool(survey_files, "survey_files", f"{SURVEY_DOC}\n        {every_file}\n    ")
 
 
 SURVEY_DOC = f"""Surveys an aerial image or drone orthomosaic for cacti: the image is cut into tiles at the training scale,
@@ -326,10 +335,13 @@ SURVEY_DOC = f"""Surveys an aerial image or drone orthomosaic for cacti: the ima
         stride: source pixels between tiles (default: the tile size).
         threshold: probability from which a tile counts as positive (default 0.5).
         tile_size: source pixels per training tile (32 at the training ground resolution).
+        areas: optional polygons to survey inside, reported one by one (GeoPackage, GeoJSON or zipped Shapefile, any
+            CRS; at most 1,000 polygons): URL, data: URL or uploaded file.
 
     Returns:
         A preview image with the positive tiles highlighted; the summary (tiles, cactus_tiles, cactus_fraction,
-        nodata_tiles, ood_tiles, crs, surveyed_ha, cactus_tiles_per_ha, patches, warning); the tiles CSV.
+        nodata_tiles, ood_tiles, tile_size and where it came from, crs, surveyed_ha, cactus_tiles_per_ha, patches,
+        warning); the tiles CSV.
     """
 
 
@@ -353,20 +365,26 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
             tile_size = gr.Slider(8, 256, value=tile, step=8, label="Tile size (source pixels per training tile)")
             stride = gr.Slider(8, 256, value=tile, step=8, label="Stride (source pixels between tiles)")
             threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label=f"{positive.capitalize()} probability threshold")
+            areas = FileUpload(label="Areas of interest, optional (polygons: GeoPackage, GeoJSON or zipped Shapefile)",
+                               file_types=[".gpkg", ".geojson", ".json", ".zip"])
             button = gr.Button("Survey", variant="primary")
         with gr.Column():
             overlay = gr.Image(label=f"{positive.capitalize()} tiles (preview)", type="filepath", elem_id="survey-overlay")
             summary = gr.JSON(label="Summary")
             tiles_csv = gr.File(label="Tiles (x, y, probability)")
             downloads = gr.File(label="All outputs", file_count="multiple", elem_id="survey-downloads")
-    run = survey_fn(tiles)
-    inputs = [upload, stride, threshold, tile_size]
-    # Both survey endpoints are heavy: a second survey (or a batch) waits in the queue.
-    button.click(run, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files", **HEAVY,
-                 api_description=description(run))
+            per_area = gr.Dataframe(label="Per area of interest", wrap=True, elem_id="survey-areas")
+    run, survey_files = survey_fn(tiles)
+    inputs = [upload, stride, threshold, tile_size, areas]
+    # Every survey event is heavy: a second survey (or a batch) waits in the queue. The button's event adds
+    # the per-area table; the endpoints keep the outputs their callers unpack.
+    button.click(run, inputs, [overlay, summary, tiles_csv, downloads, per_area], api_visibility="private", **HEAVY)
+    gr.Button(visible=False).click(survey_files, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files",
+                                   **HEAVY, api_description=description(survey_files))
+
     def survey(path: str | None, stride: float = tile, threshold: float = 0.5, tile_size: float = tile,
-               progress=gr.Progress()):
-        return run(path, stride, threshold, tile_size, progress)[:3]
+               areas: str | None = None, progress=gr.Progress()):
+        return run(path, stride, threshold, tile_size, areas, progress)[:3]
 
     as_tool(survey, "survey", SURVEY_DOC)
 

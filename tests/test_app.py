@@ -111,6 +111,32 @@ def test_survey_files_endpoint_offers_every_output_of_a_geotiff(client, cactus_d
         client.predict(handle_file(str(broken)), api_name="/survey")
 
 
+def test_survey_files_takes_areas_of_interest_and_refuses_what_is_not_polygons(client, cactus_dir, tmp_path):
+    """The endpoint (as the tab) takes an optional polygon layer: areas.csv comes back with the other files; a
+    file whose content is not the format its name claims is refused before GDAL opens it."""
+    from pathlib import Path
+
+    from greenlens.core.images import decode_image
+
+    from .test_areas import UNITS, unit_boxes, write_layer
+    from .test_survey import GRID, mosaic, write_geotiff
+
+    tiles = np.stack([decode_image(p) for p in sorted((cactus_dir / "train").iterdir())[: GRID * GRID]])
+    path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles))
+    layer = write_layer(tmp_path / "units.geojson", unit_boxes(), {"unit": [u[0] for u in UNITS]})
+    _overlay, summary, _tiles_csv, files = client.predict(handle_file(str(path)), 32, 0.5, 32, handle_file(str(layer)),
+                                                          api_name="/survey_files")
+    by_name = {Path(f).name: Path(f) for f in files}
+    rows = by_name["areas.csv"].read_text().splitlines()
+    assert rows[0].startswith("unit,surveyed_ha,tiles,cactus_tiles")
+    assert [row.split(",")[0] for row in rows[1:]] == ["north", "south"]
+    assert summary["outside_area_tiles"] == GRID * GRID - summary["tiles"] > 0
+    fake = tmp_path / "units.gpkg"
+    fake.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(Exception, match=r"units\.gpkg is not a GeoPackage, GeoJSON or zipped Shapefile: its content"):
+        client.predict(handle_file(str(path)), 32, 0.5, 32, handle_file(str(fake)), api_name="/survey_files")
+
+
 def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
     import csv
     import zipfile

@@ -2,7 +2,8 @@
 
     greenlens train leaf|cactus [--data DIR ...] [--out DIR] [recipe overrides]
     greenlens predict MODEL IMAGES... --out predictions.csv [--kaggle-submission]
-    greenlens survey MODEL RASTER... --out DIR [--tile-size N] [--stride N] [--threshold P] [--scheduler ADDRESS|local:N]
+    greenlens survey MODEL RASTER... --out DIR [--aoi FILE] [--tile-size N] [--stride N] [--threshold P]
+                     [--scheduler ADDRESS|local:N]
     greenlens push MODEL_DIR ORG/NAME [--private] [--min-accuracy X]
     greenlens export MODEL_DIR [--data-root DIR]
     greenlens deploy ORG/NAME [--models bundled|hub] [--private]

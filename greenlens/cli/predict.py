@@ -62,6 +62,9 @@ def add_survey_options(parser) -> None:
                         "tile's side, e.g. 32 for the cactus model: the training ground resolution)")
     parser.add_argument("--stride", type=int, help="survey: source pixels between tiles (default: the tile size)")
     parser.add_argument("--threshold", type=float, default=0.5, help="survey: probability that counts as a hit")
+    parser.add_argument("--aoi", type=Path, metavar="FILE",
+                        help="survey: only inside these polygons (GeoPackage, GeoJSON, Shapefile; any CRS), and per "
+                        "polygon its attributes and figures in areas.csv and the GeoPackage's areas layer")
     parser.add_argument("--scheduler", metavar="ADDRESS|local:N",
                         help="survey: spread the work over a Dask cluster (a scheduler's address, or N local workers)")
     parser.add_argument("--untrusted", action="store_true",
@@ -99,7 +102,7 @@ def survey(args) -> int:
                 bar.update(done - bar.n)
 
             results = survey_rasters(args.inputs, args.model, args.out, stride=args.stride, threshold=args.threshold,
-                                     tile_size=args.tile_size, scheduler=args.scheduler, progress=progress,
+                                     tile_size=args.tile_size, areas=args.aoi, scheduler=args.scheduler, progress=progress,
                                      subfolders=len(args.inputs) > 1, untrusted=args.untrusted)
     except (SurveyError, ModelSourceError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -107,6 +110,8 @@ def survey(args) -> int:
     for result in results:
         summary = result.summary
         print(f"{result.name}: {json.dumps(summary)}")
+        for row in result.area_rows:
+            print(f"  area {json.dumps(row, default=str)}")
         if summary["warning"]:
             print(f"warning: {result.name}: {summary['warning']}", file=sys.stderr)
     where = args.out if len(results) == 1 else f"{args.out}/<raster>/ and {args.out / 'surveys.csv'}"

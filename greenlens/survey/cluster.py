@@ -37,14 +37,18 @@ def connect(scheduler: str):
 
 
 def classify_on_cluster(scheduler: str, model_source: str, plans, counter) -> list[list]:
-    """For each (raster path, grid, chunks) of `plans`, its ChunkResults in chunk order."""
+    """For each (raster path, grid, chunks, areas or None) of `plans`, its ChunkResults in chunk order. The
+    areas of interest go to the workers once per raster, not with every chunk."""
     from distributed import as_completed
 
     model_source = _shared_path(model_source)
     client, cluster = connect(scheduler)
     try:
-        futures = [[client.submit(_classify, model_source, _shared_path(path), grid, chunk, pure=False) for chunk in chunks]
-                   for path, grid, chunks in plans]
+        futures = []
+        for path, grid, chunks, areas in plans:
+            shared = client.scatter(areas, broadcast=True) if areas is not None else None
+            futures.append([client.submit(_classify, model_source, _shared_path(path), grid, chunk, shared, pure=False)
+                            for chunk in chunks])
         for future in as_completed([f for raster in futures for f in raster]):
             counter.done(future.result())
         return [[future.result() for future in raster] for raster in futures]
@@ -60,7 +64,7 @@ def _shared_path(source) -> str:
     return str(path.resolve()) if path.exists() else str(source)
 
 
-def _classify(model_source: str, raster_path: str, grid, chunk):
+def _classify(model_source: str, raster_path: str, grid, chunk, areas):
     """Runs on a worker: the model and the raster are opened on its first chunk and kept."""
     from distributed import get_worker
 
@@ -72,4 +76,4 @@ def _classify(model_source: str, raster_path: str, grid, chunk):
         _models[model_source] = TileClassifier.load(model_source, threads=get_worker().state.nthreads)
     if raster_path not in _rasters:
         _rasters[raster_path] = open_raster(raster_path)
-    return classify_chunk(_rasters[raster_path], grid, chunk, _models[model_source])
+    return classify_chunk(_rasters[raster_path], grid, chunk, _models[model_source], areas=areas)

@@ -5,12 +5,16 @@ Dask cluster (greenlens.survey.cluster) run the same `classify_chunk`, so they g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from greenlens.survey.rasters import Raster, Window
 from greenlens.survey.tile_model import TileClassifier
+
+if TYPE_CHECKING:
+    from greenlens.survey.areas import Areas
 
 CHUNK = 2048  # source pixels per side of a chunk, about: 12 MB of RGB at a time
 PREVIEW_SIDE = 4096
@@ -29,6 +33,7 @@ class Grid:
     tile_size: int
     stride: int
     model_tile: int
+    note: str = ""  # where tile_size came from, for the summary
 
     def __post_init__(self):
         if self.tile_size < 1 or self.stride < 1:
@@ -97,33 +102,41 @@ class ChunkResult:
     chunk: Chunk
     probability: np.ndarray  # (rows, cols) float32, NaN where not classified
     flagged: np.ndarray  # (rows, cols) bool: classified, but out of distribution
+    outside: np.ndarray  # (rows, cols) bool: in the data, but at least half outside the areas of interest
     # The chunk's region at the preview's scale, from the pixels read for the tiles: the preview
     # needs no second pass over the raster.
     thumbnail: np.ndarray  # (h, w, 3) uint8
     thumbnail_valid: np.ndarray  # (h, w) bool
 
 
-def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512) -> ChunkResult:
+def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512, *,
+                   areas: Areas | None = None) -> ChunkResult:
     """Reads one chunk's window (resampled to the model's scale) and classifies its tiles that lie
-    at least half inside the data."""
+    at least half inside the data (and, with `areas`, at least half inside the areas of interest)."""
     shape = (chunk.row1 - chunk.row0, chunk.col1 - chunk.col0)
     probability = np.full(shape, np.nan, np.float32)
     flagged = np.zeros(shape, bool)
-    pixels, valid = raster.read(grid.window(chunk), grid.scale)
+    window = grid.window(chunk)
+    pixels, valid = raster.read(window, grid.scale)
     tile, step = grid.model_tile, round(grid.stride * grid.scale)
-    # Share of valid pixels under each tile, from an integral image of the mask.
-    integral = np.pad(valid.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     top, left = np.arange(shape[0]) * step, np.arange(shape[1]) * step
-    inside = (integral[np.ix_(top + tile, left + tile)] - integral[np.ix_(top, left + tile)]
-              - integral[np.ix_(top + tile, left)] + integral[np.ix_(top, left)]) / (tile * tile)
-    rows, cols = np.nonzero(inside > 0.5)  # at least half outside the data: not classified
+
+    def share(mask: np.ndarray) -> np.ndarray:
+        """Share of `mask` under each tile, from an integral image."""
+        integral = np.pad(mask.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        return (integral[np.ix_(top + tile, left + tile)] - integral[np.ix_(top, left + tile)]
+                - integral[np.ix_(top + tile, left)] + integral[np.ix_(top, left)]) / (tile * tile)
+
+    in_data = share(valid) > 0.5  # at least half outside the data: not classified
+    chosen = in_data & (share(valid & areas.mask(window, grid.scale, valid.shape)) > 0.5) if areas else in_data
+    rows, cols = np.nonzero(chosen)
     if len(rows):
         windows = sliding_window_view(pixels, (tile, tile), axis=(0, 1))[::step, ::step]  # (r, c, 3, t, t)
         for start in range(0, len(rows), batch_size):
             r, c = rows[start : start + batch_size], cols[start : start + batch_size]
             tiles = windows[r, c].transpose(0, 2, 3, 1)
             probability[r, c], flagged[r, c] = classifier(tiles)
-    return ChunkResult(chunk, probability, flagged, *_thumbnail(grid, chunk, pixels, valid))
+    return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *_thumbnail(grid, chunk, pixels, valid))
 
 
 def _thumbnail(grid: Grid, chunk: Chunk, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,21 +25,22 @@ def crs_name(crs) -> str | None:
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def pixel_size_m(crs, transform, grid) -> float | None:
+def pixel_size_m(crs, transform, size) -> float | None:
     """The side of one source pixel in metres: the CRS's linear unit for projected rasters, the
-    geodesic size at the raster's centre for geographic ones."""
+    geodesic size at the raster's centre for geographic ones. `size` is (width, height), or a Grid."""
     if crs is None or transform is None:
         return None
     if crs.is_projected:
         return abs(transform.a) * crs.linear_units_factor[1]
     from pyproj import Geod
 
+    width, height = (size.width, size.height) if hasattr(size, "width") else size
     geod = Geod(ellps="WGS84")
-    x, y = transform @ (grid.width / 2, grid.height / 2)
+    x, y = transform @ (width / 2, height / 2)
     dx, dy = transform.a, transform.e
-    width = geod.inv(x, y, x + dx, y)[2]
-    height = geod.inv(x, y, x, y + dy)[2]
-    return float(np.sqrt(width * height))
+    across = geod.inv(x, y, x + dx, y)[2]
+    down = geod.inv(x, y, x, y + dy)[2]
+    return float(np.sqrt(across * down))
 
 
 def tile_boxes(result, mask: np.ndarray):
@@ -87,6 +88,11 @@ def write_outputs(result, out_dir: Path) -> dict[str, Path]:
         write_geopackage(result, result.patches, files["geopackage"])
         write_geojson(result, files["geojson"])
         write_probability_tif(result, files["probability"])
+    if result.areas is not None:
+        files["areas"] = out_dir / "areas.csv"
+        write_table(result.area_rows, files["areas"])
+        if result.crs is not None:
+            write_areas_layer(result, files["geopackage"])
     # Level 1: a 4,096-pixel preview compresses in a fraction of the time of the default, a little larger.
     Image.fromarray(overlay(result)).save(files["overlay"], compress_level=1)
     files["summary"].write_text(json.dumps(result.summary, indent=2) + "\n")
@@ -175,6 +181,36 @@ def write_probability_tif(result, path: Path) -> None:
                        and grid.rows >= 256) as dataset:
         dataset.write(values, 1)
         dataset.set_band_description(1, f"probability of {result.positive_label}")
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    """Rows of equal keys as a CSV (None as an empty cell)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+
+
+def write_areas_layer(result, path: Path) -> None:
+    """The `areas` layer of the GeoPackage: each polygon with its attributes and figures, in the raster's CRS."""
+    import shapely
+    from pyogrio.raw import write
+
+    rows = result.area_rows
+    shapes = to_map(np.array(result.areas.shapes, dtype=object), result.transform)
+    columns = list(rows[0]) if rows else []
+    values = [_column([row[column] for row in rows]) for column in columns]
+    write(path, shapely.to_wkb(shapes), values, columns, layer="areas", driver="GPKG", geometry_type="MultiPolygon",
+          promote_to_multi=True, crs=result.crs.to_wkt(), append=False)
+
+
+def _column(values: list) -> np.ndarray:
+    """A field for GDAL: integers, else numbers (None as NaN), else text."""
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return np.array(values, np.int64)
+    if all(v is None or isinstance(v, int | float) for v in values):
+        return np.array([np.nan if v is None else v for v in values], np.float64)
+    return np.array(["" if v is None else str(v) for v in values], dtype=object)
 
 
 def write_survey_table(results, path: Path) -> None:

@@ -20,12 +20,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from greenlens.survey.grid import CHUNK, ChunkResult, Grid, SurveyError, classify_chunk
 from greenlens.survey.rasters import Raster, RasterError, Window, open_raster
 from greenlens.survey.tile_model import TileClassifier, TileModelMissing
+
+if TYPE_CHECKING:
+    from greenlens.survey.areas import Areas
 
 # A survey whose classified tiles are mostly flagged by the guard says so plainly.
 MOSTLY_OUT_OF_DISTRIBUTION = 0.5
@@ -85,6 +89,9 @@ class SurveyResult:
     preview_valid: np.ndarray
     crs: object = None
     transform: object = None
+    # Tiles in the data but at least half outside the areas of interest, and those areas (None: no AOI).
+    outside_area: np.ndarray | None = None
+    areas: Areas | None = None
     files: dict[str, Path] = field(default_factory=dict)  # what was written, by kind (set by survey_rasters)
 
     @property
@@ -118,10 +125,13 @@ class SurveyResult:
         ood = int((self.flagged & self.classified).sum())
         pixel = outputs.pixel_size_m(self.crs, self.transform, self.grid) if self.crs is not None else None
         hectares = tiles * (self.grid.stride * pixel) ** 2 / 10_000 if pixel else None
+        outside = int(self.outside_area.sum()) if self.outside_area is not None else 0
         summary = {
             "tiles": tiles, f"{self.key}_tiles": hits, f"{self.key}_fraction": round(hits / tiles, 6) if tiles else 0.0,
-            "threshold": self.threshold, "nodata_tiles": int((~self.classified).sum()), "ood_tiles": ood,
-            "tile_size": self.grid.tile_size, "stride": self.grid.stride, "crs": outputs.crs_name(self.crs),
+            "threshold": self.threshold, "nodata_tiles": int((~self.classified).sum()) - outside,
+            "outside_area_tiles": outside, "ood_tiles": ood,
+            "tile_size": self.grid.tile_size, "tile_size_from": self.grid.note, "stride": self.grid.stride,
+            "crs": outputs.crs_name(self.crs),
             "pixel_size_m": round(pixel, 6) if pixel else None,
             "surveyed_ha": round(hectares, 6) if hectares else None,
             f"{self.key}_tiles_per_ha": round(hits / hectares, 6) if hectares else None,
@@ -129,6 +139,16 @@ class SurveyResult:
             "warning": self.warning,
         }
         return summary
+
+    @cached_property
+    def area_rows(self) -> list[dict]:
+        """Per area of interest: its attributes and the survey's figures inside it (empty without areas)."""
+        from greenlens.survey import outputs
+        from greenlens.survey.areas import area_rows
+
+        if self.areas is None:
+            return []
+        return area_rows(self, self.areas, outputs.pixel_size_m(self.crs, self.transform, self.grid))
 
     @property
     def warning(self) -> str | None:
@@ -143,7 +163,7 @@ class SurveyResult:
 
 
 def survey_raster(path, model, out_dir, *, stride: int | None = None, threshold: float = 0.5, tile_size: int | None = None,
-                  scheduler: str | None = None, progress=None, untrusted: bool = False,
+                  areas=None, scheduler: str | None = None, progress=None, untrusted: bool = False,
                   limits: Limits | None = None) -> SurveyResult:
     """Surveys one raster (GeoTIFF, PNG or JPEG) and writes every output file into `out_dir`:
     tiles.csv, overlay.png and summary.json, and with a CRS cactus_tiles.gpkg, cactus_tiles.geojson
@@ -151,55 +171,59 @@ def survey_raster(path, model, out_dir, *, stride: int | None = None, threshold:
 
     `model` is a model folder or Hub repo id, or a loaded TileClassifier; `tile_size` (source pixels per
     training tile) defaults to the model's training tile, `stride` to `tile_size`; `scheduler` ("ADDRESS"
-    or "local:N") spreads the chunks over a Dask cluster; `progress(done, total)` counts tiles. Raises
+    or "local:N") spreads the chunks over a Dask cluster; `progress(done, total)` counts tiles. `areas`, a
+    polygon layer (GeoPackage, GeoJSON, Shapefile; any CRS), limits the survey to its polygons and adds
+    areas.csv (and an `areas` layer in the GeoPackage): per polygon its attributes and figures. Raises
     SurveyError with a message meant for the user.
 
     `untrusted=True` is for files from strangers (the public app's uploads): each is opened only as
     the GeoTIFF, PNG or JPEG it claims to be, with GDAL's references to other files and URLs off
     (greenlens.survey.rasters), and held to `limits` (default: Limits.from_environment())."""
     return survey_rasters([path], model, out_dir, stride=stride, threshold=threshold, tile_size=tile_size,
-                          scheduler=scheduler, progress=progress, subfolders=False, untrusted=untrusted, limits=limits)[0]
+                          areas=areas, scheduler=scheduler, progress=progress, subfolders=False, untrusted=untrusted,
+                          limits=limits)[0]
 
 
 def survey_rasters(paths, model, out_dir, *, stride: int | None = None, threshold: float = 0.5,
-                   tile_size: int | None = None, scheduler: str | None = None, progress=None, subfolders: bool = True,
-                   untrusted: bool = False, limits: Limits | None = None) -> list[SurveyResult]:
+                   tile_size: int | None = None, areas=None, scheduler: str | None = None, progress=None,
+                   subfolders: bool = True, untrusted: bool = False, limits: Limits | None = None) -> list[SurveyResult]:
     """Surveys several rasters; each one's files go into a subfolder of `out_dir` named after it,
     and `out_dir/surveys.csv` gets one row per raster with its summary. `untrusted` and `limits` as
     for survey_raster; the limits hold for each raster, the time limit for the whole call."""
     from greenlens.survey import outputs
+    from greenlens.survey.areas import read_areas
 
     if not 0 < threshold < 1:
         raise SurveyError("threshold must lie between 0 and 1")
     if untrusted and limits is None:
         limits = Limits.from_environment()
     classifier = _load_classifier(model)
-    tile_size = tile_size or classifier.tile
     plans, opened = [], []
     try:
         for path in map(Path, paths):
             opened.append(raster := _open(path, untrusted))
-            grid = Grid(raster.width, raster.height, tile_size, stride or tile_size, classifier.tile)
+            size, note = (tile_size, "set by --tile-size") if tile_size else _tile_size(raster, classifier)
+            grid = Grid(raster.width, raster.height, size, stride or size, classifier.tile, note)
             chunks = grid.chunks()
             if limits is not None:
                 limits.check(raster, [grid.window(chunk) for chunk in chunks])
-            plans.append((path, raster, grid, chunks))
-        total = sum(grid.rows * grid.cols for _, _, grid, _ in plans)
+            plans.append((path, raster, grid, chunks, read_areas(areas, raster, untrusted=untrusted) if areas else None))
+        total = sum(grid.rows * grid.cols for _, _, grid, _, _ in plans)
         counter = _Progress(progress, total, limits.time_limit_s if limits else None)
         if scheduler:
             from greenlens.survey.cluster import classify_on_cluster
 
-            work = [(path, grid, chunks) for path, _, grid, chunks in plans]
+            work = [(path, grid, chunks, polygons) for path, _, grid, chunks, polygons in plans]
             chunk_results: Iterable[list[ChunkResult]] = classify_on_cluster(scheduler, classifier.source, work, counter)
         else:
             chunk_results = (
-                [counter.done(classify_chunk(raster, grid, chunk, classifier)) for chunk in chunks]
-                for _, raster, grid, chunks in plans
+                [counter.done(classify_chunk(raster, grid, chunk, classifier, areas=polygons)) for chunk in chunks]
+                for _, raster, grid, chunks, polygons in plans
             )
         results: list[SurveyResult] = []
         out_dir = Path(out_dir)
-        for (path, raster, grid, _), classified in zip(plans, chunk_results):
-            result = _assemble(path, raster, grid, classified, threshold, classifier.positive_label)
+        for (path, raster, grid, _, polygons), classified in zip(plans, chunk_results):
+            result = _assemble(path, raster, grid, classified, threshold, classifier.positive_label, polygons)
             target = out_dir / _folder_name(path, results) if subfolders else out_dir
             result.files = outputs.write_outputs(result, target)
             results.append(result)
@@ -209,6 +233,20 @@ def survey_rasters(paths, model, out_dir, *, stride: int | None = None, threshol
     if subfolders:
         outputs.write_survey_table([r for r in results], out_dir / "surveys.csv")
     return results
+
+
+def _tile_size(raster: Raster, classifier: TileClassifier) -> tuple[int, str]:
+    """Source pixels per tile when none is given, and why: the model's tile ground size over the raster's
+    pixel size where both are known, else the training tiles' side in pixels (a guess, said so)."""
+    from greenlens.survey import outputs
+
+    pixel_m = outputs.pixel_size_m(raster.crs, raster.transform, (raster.width, raster.height))
+    if classifier.tile_ground_m and pixel_m:
+        size = max(1, round(classifier.tile_ground_m / pixel_m))
+        return size, (f"from the ground resolution: the model's tiles cover {classifier.tile_ground_m:g} m, this "
+                      f"raster's pixels {pixel_m:.4g} m")
+    return classifier.tile, (f"a guess: the model's training tiles are {classifier.tile} pixels, of a ground size it does "
+                             "not record; set --tile-size to the number of your pixels that cover one training tile")
 
 
 def _load_classifier(model) -> TileClassifier:
@@ -227,20 +265,23 @@ def _open(path: Path, untrusted: bool) -> Raster:
         raise SurveyError(str(error)) from None
 
 
-def _assemble(path: Path, raster: Raster, grid: Grid, chunks, threshold: float, positive_label: str) -> SurveyResult:
+def _assemble(path: Path, raster: Raster, grid: Grid, chunks, threshold: float, positive_label: str,
+              areas: Areas | None) -> SurveyResult:
     probability = np.full((grid.rows, grid.cols), np.nan, np.float32)
     flagged = np.zeros((grid.rows, grid.cols), bool)
+    outside = np.zeros((grid.rows, grid.cols), bool)
     _, _, width, height = grid.preview_box(Window(0, 0, grid.width, grid.height))
     preview, preview_valid = np.zeros((height, width, 3), np.uint8), np.zeros((height, width), bool)
     for part in chunks:
         c = part.chunk
         probability[c.row0 : c.row1, c.col0 : c.col1] = part.probability
         flagged[c.row0 : c.row1, c.col0 : c.col1] = part.flagged
+        outside[c.row0 : c.row1, c.col0 : c.col1] = part.outside
         left, top, right, bottom = grid.preview_box(grid.region(c))
         preview[top:bottom, left:right] = part.thumbnail[: bottom - top, : right - left]
         preview_valid[top:bottom, left:right] = part.thumbnail_valid[: bottom - top, : right - left]
     return SurveyResult(path.name, grid, probability, flagged, threshold, positive_label, preview, preview_valid,
-                        raster.crs, raster.transform)
+                        raster.crs, raster.transform, outside_area=outside if areas else None, areas=areas)
 
 
 def _folder_name(path: Path, earlier: list[SurveyResult]) -> str:

@@ -27,8 +27,10 @@ class TileClassifier:
         self.labels = read_json(folder, "labels.json")
         self.positive_label = task["positive_label"]
         self.positive_index = self.labels.index(self.positive_label)
-        # The training tiles' side: a survey's tile size at the training ground resolution.
+        # The training tiles' side: a survey's tile size at the training ground resolution; and the ground
+        # that side covers, in metres, where it is known (a model adapted to georeferenced flights).
         self.tile = int(task["survey_tile"])
+        self.tile_ground_m = float(task["tile_ground_m"]) if task.get("tile_ground_m") else None
         try:
             self.model = LiteRTModel(folder / TILE_MODEL, threads=threads)
         except Exception as error:

@@ -1,0 +1,187 @@
+"""Areas of interest: the polygons (management units, transects, the reserve's boundary) a survey is limited
+to and reported by. A tile at least half outside every polygon is skipped and counted, as a tile at least
+half outside the data is; each classified tile belongs to the polygon that holds its centre (where polygons
+overlap, the later one in the file). Per polygon: its own attributes, then the survey's figures.
+
+The polygons are read with pyogrio (GeoPackage, GeoJSON, Shapefile, a zipped Shapefile), in any CRS, and
+carried in the raster's pixel coordinates: as such they travel to Dask workers with each raster's chunks.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from greenlens.survey.grid import Grid, SurveyError
+from greenlens.survey.rasters import Raster, Window
+
+POLYGONS = {"Polygon", "MultiPolygon", "Polygon Z", "MultiPolygon Z", "Unknown"}  # Unknown: GeoJSON mixes both
+# An upload (the app's) is opened only as the format its name claims, and its size is capped: rasterizing
+# costs time in proportion to the vertices.
+UNTRUSTED_FORMATS = {".gpkg": ("GeoPackage", (b"SQLite format 3\x00",)), ".geojson": ("GeoJSON", (b"{",)),
+                     ".json": ("GeoJSON", (b"{",)), ".zip": ("zipped Shapefile", (b"PK\x03\x04",))}
+MAX_POLYGONS = 1_000
+MAX_VERTICES = 1_000_000
+FIGURES = ("surveyed_ha", "tiles", "{key}_tiles", "{key}_tiles_per_ha", "patches", "ood_tiles")
+
+
+@dataclass(frozen=True)
+class Areas:
+    """Polygons in a raster's pixel coordinates (shapely), with each one's attributes, in the file's order."""
+
+    name: str
+    shapes: tuple
+    fields: tuple[str, ...]
+    attributes: tuple[dict, ...]
+
+    def mask(self, window: Window, scale: float, shape: tuple[int, int]) -> np.ndarray:
+        """Which pixels of `window`, read at `scale`, lie inside a polygon (pixel centres)."""
+        import shapely
+        from affine import Affine
+        from rasterio.features import rasterize
+
+        box = shapely.box(window.x, window.y, window.x + window.width, window.y + window.height)
+        touching = [shape for shape in self.shapes if shape.intersects(box)]
+        if not touching:
+            return np.zeros(shape, bool)
+        transform = Affine(1 / scale, 0, window.x, 0, 1 / scale, window.y)
+        return rasterize([(shape, 1) for shape in touching], out_shape=shape, transform=transform, fill=0,
+                         dtype="uint8") > 0
+
+    def index(self, grid: Grid) -> np.ndarray:
+        """(rows, cols) int32: 1 + the polygon that holds each tile's centre, 0 where none does."""
+        from affine import Affine
+        from rasterio.features import rasterize
+
+        offset = grid.tile_size / 2 - grid.stride / 2  # cell centres at tile centres
+        transform = Affine(grid.stride, 0, offset, 0, grid.stride, offset)
+        shapes = [(shape, number) for number, shape in enumerate(self.shapes, start=1)]
+        return rasterize(shapes, out_shape=(grid.rows, grid.cols), transform=transform, fill=0, dtype="int32")
+
+
+def read_areas(path, raster: Raster, *, untrusted: bool = False) -> Areas:
+    """The polygons of the first layer of `path`, reprojected from their CRS into `raster`'s pixel coordinates.
+    Raises SurveyError for a raster without a CRS, a layer without a CRS or without polygons, an empty layer.
+    `untrusted`: opened only as the GeoPackage, GeoJSON or zipped Shapefile its name claims, with GDAL's
+    network and sidecar files off, and at most MAX_POLYGONS polygons of MAX_VERTICES vertices in all."""
+    import shapely
+    from pyogrio.errors import DataLayerError, DataSourceError
+    from pyogrio.raw import read
+    from pyproj import CRS, Transformer
+
+    path = Path(path)
+    if raster.crs is None:
+        raise SurveyError(f"{raster.name} has no CRS: areas of interest need a georeferenced raster")
+    if untrusted:
+        _check_claimed_format(path)
+    try:
+        with _untrusted_gdal() if untrusted else nullcontext():
+            meta, _, geometry, values = read(str(path))
+    except (DataSourceError, DataLayerError) as error:
+        raise SurveyError(f"{path.name} is not a layer of polygons GDAL can read (GeoPackage, GeoJSON, Shapefile): "
+                          f"{str(error).splitlines()[0]}") from None
+    if meta.get("crs") is None:
+        raise SurveyError(f"{path.name} has no CRS: set the layer's CRS in QGIS (Layer > Set CRS) and save it again")
+    if geometry is None or not len(geometry):
+        raise SurveyError(f"{path.name} holds no polygons")
+    if meta.get("geometry_type") not in POLYGONS:
+        raise SurveyError(f"{path.name} holds {meta.get('geometry_type')} geometries: areas of interest are polygons")
+    shapes = shapely.from_wkb(geometry)
+    if untrusted and (len(shapes) > MAX_POLYGONS or int(shapely.get_num_coordinates(shapes).sum()) > MAX_VERTICES):
+        raise SurveyError(f"{path.name} holds more than this server takes ({MAX_POLYGONS:,} polygons, "
+                          f"{MAX_VERTICES:,} vertices): simplify it, or survey on your own machine")
+    kinds = set(shapely.get_type_id(shapes).tolist()) - {3, 6}  # Polygon, MultiPolygon
+    if kinds:
+        raise SurveyError(f"{path.name} mixes polygons with other geometries: areas of interest are polygons")
+    to_raster = Transformer.from_crs(CRS.from_user_input(meta["crs"]), CRS.from_user_input(raster.crs.to_wkt()),
+                                     always_xy=True)
+    to_pixels = ~raster.transform
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = to_raster.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack(to_pixels @ (np.asarray(x), np.asarray(y)))
+
+    pixels = shapely.transform(shapes, project)
+    fields = tuple(str(name) for name in meta["fields"])
+    rows = tuple({name: _plain(column[i]) for name, column in zip(fields, values)} for i in range(len(pixels)))
+    return Areas(path.name, tuple(pixels.tolist()), fields, rows)
+
+
+def _check_claimed_format(path: Path) -> None:
+    """The first bytes must be those of the format the suffix claims."""
+    kind, magics = UNTRUSTED_FORMATS.get(path.suffix.lower(), (None, ()))
+    if kind is None:
+        raise SurveyError(f"{path.name} is not a GeoPackage, GeoJSON or zipped Shapefile (.gpkg, .geojson, .zip)")
+    with open(path, "rb") as file:
+        head = file.read(16).lstrip()
+    if not head.startswith(magics):
+        raise SurveyError(f"{path.name} is not a GeoPackage, GeoJSON or zipped Shapefile: its content is not the "
+                          f"{kind} its name says")
+
+
+@contextmanager
+def _untrusted_gdal():
+    """pyogrio has its own GDAL (not rasterio's): the settings of untrusted rasters (no network, no sidecar
+    files) while an upload is read, then the earlier ones again (writing the GeoPackage needs none of them)."""
+    import pyogrio
+
+    from greenlens.survey.rasters import UNTRUSTED_GDAL
+
+    earlier = {key: pyogrio.get_gdal_config_option(key) for key in UNTRUSTED_GDAL}
+    pyogrio.set_gdal_config_options(UNTRUSTED_GDAL)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(earlier)
+
+
+def area_rows(result, areas: Areas, pixel_m: float | None) -> list[dict]:
+    """Per polygon: its attributes, then surveyed_ha, tiles, <positive>_tiles, <positive>_tiles_per_ha,
+    patches (of touching positive tiles, counted in each area they reach) and ood_tiles."""
+    index = areas.index(result.grid)
+    classified, hits, flagged = result.classified, result.hits, result.flagged & result.classified
+    patch_of_hit = _patch_of_hits(result)
+    hit_rows, hit_cols = np.nonzero(hits)
+    tile_ha = (result.grid.stride * pixel_m) ** 2 / 10_000 if pixel_m else None
+    rows = []
+    for number, attributes in enumerate(areas.attributes, start=1):
+        inside = index == number
+        tiles, positive = int((classified & inside).sum()), int((hits & inside).sum())
+        hectares = tiles * tile_ha if tile_ha else None
+        in_area = index[hit_rows, hit_cols] == number
+        rows.append({
+            **attributes,
+            "surveyed_ha": round(hectares, 6) if hectares else None,
+            "tiles": tiles,
+            f"{result.key}_tiles": positive,
+            f"{result.key}_tiles_per_ha": round(positive / hectares, 6) if hectares else None,
+            "patches": len(set(patch_of_hit[in_area].tolist())),
+            "ood_tiles": int((flagged & inside).sum()),
+        })
+    return rows
+
+
+def _patch_of_hits(result) -> np.ndarray:
+    """For each positive tile (row-major order), the index of the patch it belongs to."""
+    import shapely
+
+    from greenlens.survey.outputs import tile_boxes
+
+    boxes, _, _ = tile_boxes(result, result.hits)
+    if not len(boxes):
+        return np.zeros(0, int)
+    merged = [shape for shape, _ in result.patches]
+    found = shapely.STRtree(merged).query(shapely.centroid(boxes), predicate="within")
+    patch = np.full(len(boxes), -1)
+    patch[found[0]] = found[1]
+    return patch
+
+
+def _plain(value):
+    """A field value as JSON and CSV take it."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
