@@ -148,3 +148,24 @@ def test_the_tile_size_follows_the_ground_resolution_when_the_model_records_it(l
     forced = survey.survey_raster(path, str(MODEL), tmp_path / "forced", tile_size=64).summary
     assert forced["tile_size_from"] == "set by --tile-size"
     assert forced["cactus_tiles"] == adapted["cactus_tiles"]
+
+
+def test_an_uploaded_layer_is_opened_only_as_what_it_claims_and_capped(areas_run, tmp_path):
+    """As the app opens an upload (untrusted): an OGR VRT (which can name other files and URLs) named .geojson is
+    refused before GDAL sees it, and a layer of more polygons than the server takes is refused by count."""
+    import shapely
+
+    from greenlens.survey import areas as areas_module
+
+    _, _, raster, layer, _ = areas_run
+    vrt = tmp_path / "units.geojson"
+    vrt.write_text('<OGRVRTDataSource><OGRVRTLayer name="x"><SrcDataSource>/etc/passwd</SrcDataSource>'
+                   "</OGRVRTLayer></OGRVRTDataSource>")
+    with pytest.raises(survey.SurveyError, match="its content is not the GeoJSON its name says"):
+        survey.survey_raster(raster, str(MODEL), tmp_path / "out", areas=vrt, untrusted=True)
+    many = [shapely.box(64 + i % 40, 64 + i // 40, 65 + i % 40, 65 + i // 40) for i in range(areas_module.MAX_POLYGONS + 1)]
+    crowded = write_layer(tmp_path / "many.geojson", many, {"unit": [str(i) for i in range(len(many))]})
+    with pytest.raises(survey.SurveyError, match="holds more than this server takes"):
+        survey.survey_raster(raster, str(MODEL), tmp_path / "out", areas=crowded, untrusted=True)
+    trusted = survey.survey_raster(raster, str(MODEL), tmp_path / "trusted", areas=layer, untrusted=True)
+    assert len(trusted.area_rows) == len(UNITS)  # a real upload still works
