@@ -25,7 +25,6 @@ UNTRUSTED_FORMATS = {".gpkg": ("GeoPackage", (b"SQLite format 3\x00",)), ".geojs
                      ".json": ("GeoJSON", (b"{",)), ".zip": ("zipped Shapefile", (b"PK\x03\x04",))}
 MAX_POLYGONS = 1_000
 MAX_VERTICES = 1_000_000
-FIGURES = ("surveyed_ha", "tiles", "{key}_tiles", "{key}_tiles_per_ha", "patches", "ood_tiles")
 
 
 @dataclass(frozen=True)
@@ -142,24 +141,29 @@ def area_rows(result, areas: Areas, pixel_m: float | None) -> list[dict]:
     """Per polygon: its attributes, then surveyed_ha, tiles, <positive>_tiles, <positive>_tiles_per_ha,
     patches (of touching positive tiles, counted in each area they reach) and ood_tiles."""
     index = areas.index(result.grid)
-    classified, hits, flagged = result.classified, result.hits, result.flagged & result.classified
-    patch_of_hit = _patch_of_hits(result)
-    hit_rows, hit_cols = np.nonzero(hits)
+    count = len(areas.attributes) + 1  # index 0: no area
+
+    def per_area(mask: np.ndarray) -> np.ndarray:
+        """Tiles of `mask` in each area, in one pass over the grid (not one per polygon)."""
+        return np.bincount(index[mask], minlength=count)
+
+    tiles, positives = per_area(result.classified), per_area(result.hits)
+    ood = per_area(result.flagged & result.classified)
+    hit_area = index[result.hits]  # row-major, as the patch of each positive tile
+    pairs = np.unique(np.stack([hit_area, _patch_of_hits(result)]), axis=1) if len(hit_area) else np.zeros((2, 0), int)
+    patches = np.bincount(pairs[0], minlength=count)
     tile_ha = (result.grid.stride * pixel_m) ** 2 / 10_000 if pixel_m else None
     rows = []
     for number, attributes in enumerate(areas.attributes, start=1):
-        inside = index == number
-        tiles, positive = int((classified & inside).sum()), int((hits & inside).sum())
-        hectares = tiles * tile_ha if tile_ha else None
-        in_area = index[hit_rows, hit_cols] == number
+        hectares = int(tiles[number]) * tile_ha if tile_ha else None
         rows.append({
             **attributes,
             "surveyed_ha": round(hectares, 6) if hectares else None,
-            "tiles": tiles,
-            f"{result.key}_tiles": positive,
-            f"{result.key}_tiles_per_ha": round(positive / hectares, 6) if hectares else None,
-            "patches": len(set(patch_of_hit[in_area].tolist())),
-            "ood_tiles": int((flagged & inside).sum()),
+            "tiles": int(tiles[number]),
+            f"{result.key}_tiles": int(positives[number]),
+            f"{result.key}_tiles_per_ha": round(int(positives[number]) / hectares, 6) if hectares else None,
+            "patches": int(patches[number]),
+            "ood_tiles": int(ood[number]),
         })
     return rows
 
