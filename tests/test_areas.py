@@ -103,7 +103,7 @@ def test_bad_area_layers_each_get_their_message(areas_run, tmp_path):
         "has no CRS": write_layer(tmp_path / "nocrs.gpkg", unit_boxes(), {"unit": ["a", "b"]}, crs=None),
         "holds Point geometries": write_layer(tmp_path / "points.gpkg", [shapely.Point(100, 100)], {"unit": ["a"]},
                                               geometry_type="Point"),
-        "is not a layer of polygons GDAL can read": tmp_path / "notes.geojson",
+        "is not a vector layer GDAL can read": tmp_path / "notes.geojson",
     }
     (tmp_path / "notes.geojson").write_text("not json")
     for message, path in cases.items():

@@ -16,10 +16,11 @@ from packaging.requirements import Requirement
 from .conftest import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-# What each part may import: core is the base, survey and training build on it, publish on training (the
-# card), cli on everything.
+# What each part may import: core is the base, survey and training build on it, adapt on both (tiles cut by
+# the survey's grid, trained by training's steps), publish on training (the card), cli on everything.
 MAY_IMPORT = {"core": {"core"}, "survey": {"core", "survey"}, "training": {"core", "training"},
-              "publish": {"core", "training", "publish"}, "cli": {"core", "survey", "training", "publish", "cli"}}
+              "adapt": {"core", "survey", "training", "adapt"}, "publish": {"core", "training", "publish"},
+              "cli": {"core", "survey", "training", "adapt", "publish", "cli"}}
 NO_TENSORFLOW = {"tensorflow", "keras", "tf-keras", "tensorflow-cpu", "tf-nightly"}
 # Runs a survey (the Python API and the command) where only the distributions named in argv[4] can be
 # imported (stdlib aside): TensorFlow, Keras and whatever else this dev venv has are blocked, as on a worker

@@ -1,6 +1,7 @@
 """The `greenlens` command (`pip install .` puts it on the PATH):
 
     greenlens train leaf|cactus [--data DIR ...] [--out DIR] [recipe overrides]
+    greenlens adapt --from MODEL RASTER... --points FILE --areas FILE --out DIR [--tile-size N]
     greenlens predict MODEL IMAGES... --out predictions.csv [--kaggle-submission]
     greenlens survey MODEL RASTER... --out DIR [--aoi FILE] [--tile-size N] [--stride N] [--threshold P]
                      [--scheduler ADDRESS|local:N]
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from greenlens.cli.train import main as train
 
         return train([command, *rest], prog="greenlens")
+    if command == "adapt":
+        from greenlens.cli.adapt import main as adapt
+
+        return adapt(rest, prog="greenlens adapt")
     if command == "predict":
         from greenlens.cli.predict import main as predict
 

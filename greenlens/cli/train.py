@@ -6,6 +6,8 @@
     python train.py cactus --push-to-hub ORG/NAME --min-accuracy 0.99
     python train.py push models/cactus ORG/NAME
     python train.py export models/cactus                # (re)write the tile model, LiteRT and ONNX files of a folder
+    python train.py adapt --from models/cactus flight.tif --points cacti.gpkg --areas annotated.gpkg --tile-size 48 \
+        --out models/cactus-flight                      # adapt to your own flight (`python train.py adapt --help`)
 
 Each task's recipes live in greenlens/core/tasks.py; the first is the default and trains exactly the
 bundled model. Flags below override single values of the recipe. Data folders default to
@@ -46,6 +48,11 @@ RECIPE_HELP = {
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["adapt"]:  # its own parser: the options are not a training run's
+        from greenlens.cli.adapt import main as adapt
+
+        return adapt(words[1:], prog=f"{prog or 'train.py'} adapt")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for task in TASKS.values():

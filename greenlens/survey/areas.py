@@ -18,7 +18,10 @@ import numpy as np
 from greenlens.survey.grid import Grid, SurveyError
 from greenlens.survey.rasters import Raster, Window
 
-POLYGONS = {"Polygon", "MultiPolygon", "Polygon Z", "MultiPolygon Z", "Unknown"}  # Unknown: GeoJSON mixes both
+# Shapely's geometry type ids, by the kind of layer they make.
+GEOMETRIES = {"polygons": {3, 6}, "points": {0, 4}}  # Polygon, MultiPolygon; Point, MultiPoint
+TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint", 5: "MultiLineString",
+              6: "MultiPolygon", 7: "GeometryCollection"}
 # An upload (the app's) is opened only as the format its name claims, and its size is capped: rasterizing
 # costs time in proportion to the vertices.
 UNTRUSTED_FORMATS = {".gpkg": ("GeoPackage", (b"SQLite format 3\x00",)), ".geojson": ("GeoJSON", (b"{",)),
@@ -28,13 +31,19 @@ MAX_VERTICES = 1_000_000
 
 
 @dataclass(frozen=True)
-class Areas:
-    """Polygons in a raster's pixel coordinates (shapely), with each one's attributes, in the file's order."""
+class Layer:
+    """The features of a vector layer in a raster's pixel coordinates (shapely), with each one's attributes,
+    in the file's order; `kind` is "points" or "polygons"."""
 
     name: str
     shapes: tuple
     fields: tuple[str, ...]
     attributes: tuple[dict, ...]
+    kind: str = "polygons"
+
+
+class Areas(Layer):
+    """Polygons that a survey is limited to and reported by."""
 
     def mask(self, window: Window, scale: float, shape: tuple[int, int]) -> np.ndarray:
         """Which pixels of `window`, read at `scale`, lie inside a polygon (pixel centres)."""
@@ -66,6 +75,15 @@ def read_areas(path, raster: Raster, *, untrusted: bool = False) -> Areas:
     Raises SurveyError for a raster without a CRS, a layer without a CRS or without polygons, an empty layer.
     `untrusted`: opened only as the GeoPackage, GeoJSON or zipped Shapefile its name claims, with GDAL's
     network and sidecar files off, and at most MAX_POLYGONS polygons of MAX_VERTICES vertices in all."""
+    layer = read_layer(path, raster, kinds=("polygons",), what="areas of interest", untrusted=untrusted)
+    return Areas(layer.name, layer.shapes, layer.fields, layer.attributes)
+
+
+def read_layer(path, raster: Raster, *, kinds: tuple[str, ...], what: str, untrusted: bool = False) -> Layer:
+    """The features of the first layer of `path` (all of one of `kinds`, keys of GEOMETRIES), reprojected
+    from the layer's CRS into `raster`'s pixel coordinates with pyproj. `what` names the layer in messages.
+    Raises SurveyError for a raster or layer without a CRS, an empty layer, features without a geometry,
+    geometries of another kind or of mixed kinds; `untrusted` as for read_areas."""
     import shapely
     from pyogrio.errors import DataLayerError, DataSourceError
     from pyogrio.raw import read
@@ -73,28 +91,24 @@ def read_areas(path, raster: Raster, *, untrusted: bool = False) -> Areas:
 
     path = Path(path)
     if raster.crs is None:
-        raise SurveyError(f"{raster.name} has no CRS: areas of interest need a georeferenced raster")
+        raise SurveyError(f"{raster.name} has no CRS: {what} need a georeferenced raster")
     if untrusted:
         _check_claimed_format(path)
     try:
         with _untrusted_gdal() if untrusted else nullcontext():
             meta, _, geometry, values = read(str(path))
     except (DataSourceError, DataLayerError) as error:
-        raise SurveyError(f"{path.name} is not a layer of polygons GDAL can read (GeoPackage, GeoJSON, Shapefile): "
+        raise SurveyError(f"{path.name} is not a vector layer GDAL can read (GeoPackage, GeoJSON, Shapefile): "
                           f"{str(error).splitlines()[0]}") from None
     if meta.get("crs") is None:
         raise SurveyError(f"{path.name} has no CRS: set the layer's CRS in QGIS (Layer > Set CRS) and save it again")
     if geometry is None or not len(geometry):
-        raise SurveyError(f"{path.name} holds no polygons")
-    if meta.get("geometry_type") not in POLYGONS:
-        raise SurveyError(f"{path.name} holds {meta.get('geometry_type')} geometries: areas of interest are polygons")
+        raise SurveyError(f"{path.name} holds no features: {what} need at least one")
     shapes = shapely.from_wkb(geometry)
     if untrusted and (len(shapes) > MAX_POLYGONS or int(shapely.get_num_coordinates(shapes).sum()) > MAX_VERTICES):
         raise SurveyError(f"{path.name} holds more than this server takes ({MAX_POLYGONS:,} polygons, "
                           f"{MAX_VERTICES:,} vertices): simplify it, or survey on your own machine")
-    kinds = set(shapely.get_type_id(shapes).tolist()) - {3, 6}  # Polygon, MultiPolygon
-    if kinds:
-        raise SurveyError(f"{path.name} mixes polygons with other geometries: areas of interest are polygons")
+    kind = _kind(path, shapes, kinds, what)
     to_raster = Transformer.from_crs(CRS.from_user_input(meta["crs"]), CRS.from_user_input(raster.crs.to_wkt()),
                                      always_xy=True)
     to_pixels = ~raster.transform
@@ -106,7 +120,30 @@ def read_areas(path, raster: Raster, *, untrusted: bool = False) -> Areas:
     pixels = shapely.transform(shapes, project)
     fields = tuple(str(name) for name in meta["fields"])
     rows = tuple({name: _plain(column[i]) for name, column in zip(fields, values)} for i in range(len(pixels)))
-    return Areas(path.name, tuple(pixels.tolist()), fields, rows)
+    return Layer(path.name, tuple(pixels.tolist()), fields, rows, kind)
+
+
+def _kind(path: Path, shapes: np.ndarray, kinds: tuple[str, ...], what: str) -> str:
+    """Which of `kinds` every geometry of the layer is; SurveyError when none or a mix."""
+    types = shapely_types(shapes)
+    if -1 in types:
+        missing = int(sum(shape is None for shape in shapes))
+        raise SurveyError(f"{path.name} has {missing} feature(s) without a geometry: delete them or draw them")
+    found = [kind for kind in kinds if types <= GEOMETRIES[kind]]
+    expected = " or ".join(kinds)
+    if not found:
+        names = ", ".join(sorted({TYPE_NAMES.get(t, str(t)) for t in types}))
+        mixed = [kind for kind in kinds if types & GEOMETRIES[kind]]
+        if mixed:
+            raise SurveyError(f"{path.name} mixes {names} geometries: {what} are all {expected}")
+        raise SurveyError(f"{path.name} holds {names} geometries: {what} are {expected}")
+    return found[0]
+
+
+def shapely_types(shapes: np.ndarray) -> set[int]:
+    import shapely
+
+    return set(shapely.get_type_id(shapes).tolist())
 
 
 def _check_claimed_format(path: Path) -> None:

@@ -109,34 +109,55 @@ class ChunkResult:
     thumbnail_valid: np.ndarray  # (h, w) bool
 
 
-def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512, *,
-                   areas: Areas | None = None) -> ChunkResult:
-    """Reads one chunk's window (resampled to the model's scale) and classifies its tiles that lie
-    at least half inside the data (and, with `areas`, at least half inside the areas of interest)."""
-    shape = (chunk.row1 - chunk.row0, chunk.col1 - chunk.col0)
-    probability = np.full(shape, np.nan, np.float32)
-    flagged = np.zeros(shape, bool)
-    window = grid.window(chunk)
-    pixels, valid = raster.read(window, grid.scale)
-    tile, step = grid.model_tile, round(grid.stride * grid.scale)
-    top, left = np.arange(shape[0]) * step, np.arange(shape[1]) * step
+@dataclass
+class ChunkPixels:
+    """One chunk's window read at the model's scale, and its tiles: what a survey classifies and what
+    `greenlens adapt` trains on are cut by the same code, so both see a tile resampled the same way."""
 
-    def share(mask: np.ndarray) -> np.ndarray:
-        """Share of `mask` under each tile, from an integral image."""
+    window: Window
+    pixels: np.ndarray  # (h, w, 3) uint8
+    valid: np.ndarray  # (h, w) bool: holds data
+    tile: int  # the model's tile side
+    step: int  # the stride at the model's scale
+    shape: tuple[int, int]  # the chunk's (rows, cols) of tiles
+
+    def share(self, mask: np.ndarray) -> np.ndarray:
+        """(rows, cols): the share of `mask` (h, w) under each tile, from an integral image."""
+        top, left = np.arange(self.shape[0]) * self.step, np.arange(self.shape[1]) * self.step
+        tile = self.tile
         integral = np.pad(mask.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
         return (integral[np.ix_(top + tile, left + tile)] - integral[np.ix_(top, left + tile)]
                 - integral[np.ix_(top + tile, left)] + integral[np.ix_(top, left)]) / (tile * tile)
 
-    in_data = share(valid) > 0.5  # at least half outside the data: not classified
-    chosen = in_data & (share(valid & areas.mask(window, grid.scale, valid.shape)) > 0.5) if areas else in_data
+    def tiles(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(n, t, t, 3) uint8: the tiles at (rows, cols) of the chunk."""
+        windows = sliding_window_view(self.pixels, (self.tile, self.tile), axis=(0, 1))[::self.step, ::self.step]
+        return windows[rows, cols].transpose(0, 2, 3, 1)
+
+
+def read_chunk(raster: Raster, grid: Grid, chunk: Chunk) -> ChunkPixels:
+    window = grid.window(chunk)
+    pixels, valid = raster.read(window, grid.scale)
+    shape = (chunk.row1 - chunk.row0, chunk.col1 - chunk.col0)
+    return ChunkPixels(window, pixels, valid, grid.model_tile, round(grid.stride * grid.scale), shape)
+
+
+def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512, *,
+                   areas: Areas | None = None) -> ChunkResult:
+    """Reads one chunk's window (resampled to the model's scale) and classifies its tiles that lie
+    at least half inside the data (and, with `areas`, at least half inside the areas of interest)."""
+    read = read_chunk(raster, grid, chunk)
+    probability = np.full(read.shape, np.nan, np.float32)
+    flagged = np.zeros(read.shape, bool)
+    in_data = read.share(read.valid) > 0.5  # at least half outside the data: not classified
+    chosen = in_data
+    if areas:
+        chosen = in_data & (read.share(read.valid & areas.mask(read.window, grid.scale, read.valid.shape)) > 0.5)
     rows, cols = np.nonzero(chosen)
-    if len(rows):
-        windows = sliding_window_view(pixels, (tile, tile), axis=(0, 1))[::step, ::step]  # (r, c, 3, t, t)
-        for start in range(0, len(rows), batch_size):
-            r, c = rows[start : start + batch_size], cols[start : start + batch_size]
-            tiles = windows[r, c].transpose(0, 2, 3, 1)
-            probability[r, c], flagged[r, c] = classifier(tiles)
-    return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *_thumbnail(grid, chunk, pixels, valid))
+    for start in range(0, len(rows), batch_size):
+        r, c = rows[start : start + batch_size], cols[start : start + batch_size]
+        probability[r, c], flagged[r, c] = classifier(read.tiles(r, c))
+    return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *_thumbnail(grid, chunk, read.pixels, read.valid))
 
 
 def _thumbnail(grid: Grid, chunk: Chunk, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ def render_card(info: dict, template: Path = TEMPLATE, *, widget: list[dict] | N
         eval_results=[
             EvalResult(
                 task_type="image-classification",
-                dataset_type=dataset["url"],
+                dataset_type=dataset["url"] or "custom",
                 dataset_name=dataset["name"],
                 dataset_split="test",
                 metric_type=metric,
@@ -82,6 +82,7 @@ def render_card(info: dict, template: Path = TEMPLATE, *, widget: list[dict] | N
         command=info["command"],
         ood=info.get("ood"),
         robustness=info.get("robustness"),
+        adaptation=info.get("adaptation"),
         runtimes=info.get("runtimes"),
         out_of_distribution_label=task.get("out_of_distribution_label", "out of distribution"),
     )

@@ -208,7 +208,7 @@ def split(examples: Examples, validation_fraction: float = 0.15, test_fraction: 
     if not (validation_fraction > 0 and test_fraction > 0 and validation_fraction + test_fraction < 1):
         raise ValueError("validation and test fractions must be positive and leave images to train on")
     unit = min(validation_fraction, test_fraction)
-    n_splits = max(3, round(1 / unit))
+    n_splits = folds_needed(validation_fraction, test_fraction)
     test_folds, validation_folds = max(1, round(test_fraction / unit)), max(1, round(validation_fraction / unit))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     folds = [held for _, held in splitter.split(np.zeros(len(examples)), examples.labels, examples.groups)]
@@ -216,6 +216,11 @@ def split(examples: Examples, validation_fraction: float = 0.15, test_fraction: 
     validation = np.sort(np.concatenate(folds[test_folds : test_folds + validation_folds]))
     train = np.sort(np.concatenate(folds[test_folds + validation_folds :]))
     return Split(train, validation, test)
+
+
+def folds_needed(validation_fraction: float, test_fraction: float) -> int:
+    """How many folds `split` cuts the groups into: it needs at least this many groups."""
+    return max(3, round(1 / min(validation_fraction, test_fraction)))
 
 
 def describe(task: Task, examples: Examples) -> str:

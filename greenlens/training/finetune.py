@@ -42,16 +42,17 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels, val_images, val_labels) -> TrainResult:
-    """Builds the classifier and trains it in two stages; returns it with curves and timings."""
+def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels, val_images, val_labels, *,
+              start: keras.Model | None = None) -> TrainResult:
+    """Builds the classifier and trains it in two stages; returns it with curves and timings. With `start`
+    (a trained classifier, e.g. adapting it to a new flight) that model is trained further, in place, by
+    the same two stages instead of a new one on `config.weights`."""
     keras.utils.set_random_seed(config.seed)
     recipe = config.recipe
-    spec = get_backbone(recipe.backbone)
     timings = {}
 
     started = time.perf_counter()
-    backbone = build_backbone(spec, config.weights, recipe.alpha)
-    model, head = build_classifier(backbone, spec, recipe.image_size, num_classes, recipe.dropout)
+    model, head, backbone = build_model(config, num_classes) if start is None else reuse_model(start)
     stem, top = split_backbone(model, recipe.fine_tune_after)
     timings["build"] = time.perf_counter() - started
 
@@ -76,6 +77,22 @@ def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels,
 
     freeze(backbone)
     return TrainResult(model, {"stage1_head": head_history, "stage2_fine_tune": fine_tune_history}, timings)
+
+
+def build_model(config: TrainConfig, num_classes: int) -> tuple[keras.Model, list, keras.Model]:
+    """A new classifier on the backbone's `config.weights` (ImageNet): its model, head layers and backbone."""
+    recipe = config.recipe
+    spec = get_backbone(recipe.backbone)
+    backbone = build_backbone(spec, config.weights, recipe.alpha)
+    model, head = build_classifier(backbone, spec, recipe.image_size, num_classes, recipe.dropout)
+    return model, head, backbone
+
+
+def reuse_model(model: keras.Model) -> tuple[keras.Model, list, keras.Model]:
+    """A trained classifier's model, head layers and backbone, to train further: its head is trained on,
+    not replaced, so stage 1 starts from what the model already knows."""
+    p = parts(model)
+    return model, [p.dropout, p.dense], p.backbone
 
 
 def split_backbone(model: keras.Model, cut_layer: str) -> tuple[keras.Model, keras.Model]:

@@ -82,8 +82,8 @@ def train_task(task: Task, data_dirs: list[Path], out_dir: Path, config: TrainCo
     for name in ("test", "validation"):
         log(_summary(name, metrics[name]))
     record = run_record(task, config, run, examples=examples, skipped=skipped, splits=splits, result=result,
-                        metrics=metrics, guard_report=fitted.report, timings=timings, machine=_machine(),
-                        versions=_versions())
+                        metrics=metrics, guard_report=fitted.report, timings=timings, machine=machine(),
+                        versions=versions())
     write_repo(out_dir, task, result.model, record, fitted.probabilities, splits, fitted.guard, run.exports,
                quality=fitted.quality)
     log(f"Wrote {out_dir}")
@@ -194,7 +194,7 @@ def _linked(spec) -> str:
     return f"[{spec.display_name}]({spec.paper})"
 
 
-def _machine() -> str:
+def machine() -> str:
     return f"{platform.machine()} CPU, {_cpu_count()} cores, no GPU" if not _has_gpu() else "GPU"
 
 
@@ -288,7 +288,7 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import keras
     import sklearn
     import tensorflow as tf
