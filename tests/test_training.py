@@ -142,6 +142,14 @@ def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
     assert abs(record["counts"]["validation"] - 45) <= 3
     assert record["metrics"]["accuracy"] >= 0.8
     assert record["backbone_note"] == ""  # the cactus task has no other original recipe to explain
+    # The survey's small tile model is distilled after the classifier, on the training tiles and (as many as
+    # --limit) of Kaggle's unlabelled test tiles, and measured against it; shipped only where it passed the rule.
+    student = record["tile_student"]
+    assert student["tiles"] == {"train": record["counts"]["train"], "unlabelled": 300, "views": 4}
+    assert 0.5 <= student["agreement_with_teacher"] <= 1.0
+    assert student["tiles_per_s"]["student"] > 0
+    assert (out / "tiles_small.tflite").is_file() == student["shipped"]
+    assert "## Survey tile model" in (out / "README.md").read_text()
     assert_reloaded_model_gives_the_recorded_probabilities(out, cactus_dir.parent)  # rows name aerial-cactus/train/<id>
     # The survey's tile model ships in the repo and gives Keras' numbers for 32 x 32 tiles: the
     # probabilities, and the out-of-distribution guard's features.

@@ -71,6 +71,11 @@ def adapt(base: str, rasters, out_dir, *, points, areas, settings: AdaptSettings
     after = judge(task, result.model, fitted.guard, splits["test"])
     timings = {"cut_tiles_and_judge_base_model": read_seconds, **result.timings,
                "evaluate_and_out_of_distribution_guard": time.perf_counter() - evaluate_started}
+    distill_started = time.perf_counter()
+    student = pipeline.distill_step(task, result.model, splits, backbone=recipe.backbone, guard_report=fitted.report,
+                                    seed=settings.seed, unlabelled=[], other_images={}, log=log)
+    if student is not None:
+        timings["distill_tile_model"] = time.perf_counter() - distill_started
     timings["total"] = time.perf_counter() - started
     record = pipeline.run_record(task, config, run, examples=examples, skipped=[], splits=splits, result=result,
                                  metrics=metrics, guard_report=fitted.report, timings=timings,
@@ -78,7 +83,7 @@ def adapt(base: str, rasters, out_dir, *, points, areas, settings: AdaptSettings
     describe_adaptation(record, repo, tiles, settings, splits, before=before, after=after)
     log(comparison_table(record["adaptation"]))
     pipeline.write_repo(Path(out_dir), task, result.model, record, fitted.probabilities, splits, fitted.guard,
-                        run.exports, quality=fitted.quality)
+                        run.exports, quality=fitted.quality, student=student)
     log(f"Wrote {out_dir}")
     return record
 

@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     export = commands.add_parser("export", help="write the files for other runtimes into an existing model folder "
                                  "(LiteRT, ONNX, the survey's tile model) and measure them on its test split")
     export.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
+    distill = commands.add_parser("distill", help="distil the survey's small tile model from an existing model folder's "
+                                  "classifier, on its own splits, and add it to the folder if it passes the rule")
+    distill.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
+    distill.add_argument("--data", nargs="+", type=Path, help="its data folder(s) (default: $DATA_DIR/<the task's folders>)")
+    distill.add_argument("--ood-data", type=Path, help="other images to measure the guards on, as for training")
     export.add_argument("--data-root", type=Path, help="the folder holding the data folders the repo's test.csv names "
                         "(default: $DATA_DIR/strawberry-leaf for leaf models, $DATA_DIR for cactus models)")
     args = parser.parse_args(argv)
@@ -72,6 +77,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                        examples_from=args.examples_from)
     if args.command == "export":
         return export_runtimes(args.model_dir, args.data_root or _data_root(args.model_dir))
+    if args.command == "distill":
+        return distill_tile_model(args.model_dir, args.data, args.ood_data,
+                                  command=portable_command(sys.argv[1:] if argv is None else argv))
     try:
         return train(args, sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
@@ -204,6 +212,18 @@ def publish(model_dir: Path, repo_id: str, *, private: bool, min_accuracy: float
     name = commit.repo_url.repo_id
     print(f"Pushed {model_dir} to {commit.repo_url} (commit {commit.oid[:12]})")
     print(f'Load it with: keras.saving.load_model("hf://{name}")')
+    return 0
+
+
+def distill_tile_model(model_dir: Path, data_dirs: list[Path] | None, ood_data: Path | None, *, command: str) -> int:
+    import json
+
+    from greenlens.training.guard import read_other_images
+    from greenlens.training.pipeline import distill_into
+
+    name = json.loads((Path(model_dir) / "task.json").read_text())["name"]
+    folders = data_dirs or [DATA_DIR / folder for folder in get_task(name).data_folders]
+    distill_into(model_dir, folders, command=command, other_images=read_other_images(ood_data))
     return 0
 
 

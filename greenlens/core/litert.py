@@ -18,6 +18,11 @@ from pathlib import Path
 import numpy as np
 
 TILE_MODEL = "tiles.tflite"
+# The distilled tile model at the tiles' native resolution and its own guard (greenlens.training.distill),
+# written only where it passed the rule that lets it replace the classifier's in surveys.
+SMALL_TILE_MODEL, SMALL_GUARD = "tiles_small.tflite", "tiles_small_ood.npz"
+# Where it did not pass, it is kept under these names (surveys never run it) so its measurements can be checked.
+SMALL_CANDIDATE, SMALL_CANDIDATE_GUARD = "tiles_small_candidate.tflite", "tiles_small_candidate_ood.npz"
 # Batches sent to the interpreter: XNNPACK runs 64 tiles as fast per tile as 512, and its
 # activation memory grows with the batch (~70 MB at 64, ~550 MB at 512).
 BATCH = 64

@@ -110,7 +110,7 @@ class DistributionGuard:
     def flags(self, features: np.ndarray) -> np.ndarray:
         return self.scores(features) > 1.0
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, name: str = FILENAME) -> None:
         arrays: dict[str, np.ndarray] = {"layers": np.array(self.layers), "sizes": np.array(self.sizes)}
         for index, group in enumerate(self.groups):
             for key in ("center", "scale", "means", "precision"):
@@ -121,11 +121,11 @@ class DistributionGuard:
                 arrays[f"outliers_{key}"] = getattr(self.outliers, key).astype(np.float32)
             arrays["outliers_bias"] = np.asarray(self.outliers.bias)
             arrays["outliers_threshold"] = np.asarray(self.outliers.threshold)
-        np.savez_compressed(Path(folder) / FILENAME, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
+        np.savez_compressed(Path(folder) / name, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
 
     @classmethod
-    def load(cls, folder: Path) -> DistributionGuard | None:
-        path = Path(folder) / FILENAME
+    def load(cls, folder: Path, name: str = FILENAME) -> DistributionGuard | None:
+        path = Path(folder) / name
         if not path.is_file():
             return None
         with np.load(path) as stored:

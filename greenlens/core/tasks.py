@@ -35,6 +35,25 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class TileStudent:
+    """The survey's small tile model, distilled from the classifier at the tiles' native resolution
+    (greenlens.training.distill): what it is and how it learns."""
+
+    widths: tuple[int, ...] = (24, 32, 64, 128)  # channels per block (greenlens.core.backbones.tile_cnn)
+    # Cached views per tile (the first the tile itself, then a flip or rotation, then realistic variations),
+    # each with the teacher's probabilities as its soft target.
+    views: int = 4
+    epochs: int = 40
+    learning_rate: float = 3e-3
+    batch_size: int = 128
+    patience: int = 8
+    dropout: float = 0.1
+    # Targets of labelled tiles: this share the label, the rest the teacher's probabilities (unlabelled
+    # tiles: the teacher's alone).
+    label_weight: float = 0.5
+
+
+@dataclass(frozen=True)
 class Augmentation:
     """The changes of an image that leave its label alone, and how strong the real-world ones get in
     training (greenlens.training.augment turns this into an albumentations pipeline)."""
@@ -110,6 +129,10 @@ class Task:
     # How adapting a trained model to a new flight (greenlens adapt) changes its recipe: single values of
     # Recipe, applied to the recipe the base model was trained with.
     adapting: dict = field(default_factory=dict, hash=False)
+    # The survey's distilled tile model (None: surveys run the classifier's), and the folder of unlabelled
+    # images beside the labelled ones in each data folder that it learns from too ("": none).
+    tile_student: TileStudent | None = None
+    unlabelled_folder: str = ""
 
     @property
     def labels(self) -> list[str]:
@@ -221,6 +244,8 @@ CACTUS = Task(
     # validation blocks of two synthetic flights (benchmarks/synthetic_flight.py) against the recipe as it is,
     # head-only training and 12 views; the recipe as it is overfitted the new flight within two epochs.
     adapting={"fine_tune_learning_rate": 1e-4, "fine_tune_epochs": 20, "patience": 5},
+    tile_student=TileStudent(),
+    unlabelled_folder="test",  # Kaggle's 4,000 test tiles, whose labels were never published
 )
 
 TASKS = {task.name: task for task in (LEAF, CACTUS)}

@@ -122,9 +122,14 @@ class ChunkPixels:
     shape: tuple[int, int]  # the chunk's (rows, cols) of tiles
 
     def share(self, mask: np.ndarray) -> np.ndarray:
-        """(rows, cols): the share of `mask` (h, w) under each tile, from an integral image."""
-        top, left = np.arange(self.shape[0]) * self.step, np.arange(self.shape[1]) * self.step
+        """(rows, cols): the share of `mask` (h, w) under each tile: block sums where tiles do not overlap (the
+        default stride), else from an integral image."""
+        rows, cols = self.shape
         tile = self.tile
+        if self.step == tile and mask.shape[0] >= rows * tile and mask.shape[1] >= cols * tile:
+            blocks = mask[: rows * tile, : cols * tile].reshape(rows, tile, cols, tile)
+            return np.count_nonzero(blocks, axis=(1, 3)) / (tile * tile)
+        top, left = np.arange(rows) * self.step, np.arange(cols) * self.step
         integral = np.pad(mask.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
         return (integral[np.ix_(top + tile, left + tile)] - integral[np.ix_(top, left + tile)]
                 - integral[np.ix_(top + tile, left)] + integral[np.ix_(top, left)]) / (tile * tile)
@@ -146,7 +151,12 @@ def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileCla
                    areas: Areas | None = None) -> ChunkResult:
     """Reads one chunk's window (resampled to the model's scale) and classifies its tiles that lie
     at least half inside the data (and, with `areas`, at least half inside the areas of interest)."""
-    read = read_chunk(raster, grid, chunk)
+    return classify_read(read_chunk(raster, grid, chunk), grid, chunk, classifier, batch_size, areas=areas)
+
+
+def classify_read(read: ChunkPixels, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512, *,
+                  areas: Areas | None = None) -> ChunkResult:
+    """Classifies the tiles of a chunk already read (a survey reads the next chunk meanwhile)."""
     probability = np.full(read.shape, np.nan, np.float32)
     flagged = np.zeros(read.shape, bool)
     in_data = read.share(read.valid) > 0.5  # at least half outside the data: not classified
@@ -158,6 +168,24 @@ def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileCla
         r, c = rows[start : start + batch_size], cols[start : start + batch_size]
         probability[r, c], flagged[r, c] = classifier(read.tiles(r, c))
     return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *_thumbnail(grid, chunk, read.pixels, read.valid))
+
+
+def classify_chunks(raster: Raster, grid: Grid, chunks: list[Chunk], classifier: TileClassifier, *,
+                    areas: Areas | None = None):
+    """classify_chunk over `chunks`, in order, with the next chunk read in a second thread while one is
+    classified: GDAL's decoding and LiteRT both release the GIL, so reading costs no time of its own
+    where classifying takes longer. One read at a time: the raster's handle is never used by two threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="greenlens-read") as reader:
+        pending = reader.submit(read_chunk, raster, grid, chunks[0])
+        for index, chunk in enumerate(chunks):
+            read = pending.result()
+            if index + 1 < len(chunks):
+                pending = reader.submit(read_chunk, raster, grid, chunks[index + 1])
+            yield classify_read(read, grid, chunk, classifier, areas=areas)
 
 
 def _thumbnail(grid: Grid, chunk: Chunk, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

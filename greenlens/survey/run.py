@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from greenlens.survey.grid import CHUNK, ChunkResult, Grid, SurveyError, classify_chunk
+from greenlens.survey.grid import CHUNK, ChunkResult, Grid, SurveyError, classify_chunks
 from greenlens.survey.rasters import Raster, RasterError, Window, open_raster
 from greenlens.survey.tile_model import TileClassifier, TileModelMissing
 
@@ -217,7 +217,7 @@ def survey_rasters(paths, model, out_dir, *, stride: int | None = None, threshol
             chunk_results: Iterable[list[ChunkResult]] = classify_on_cluster(scheduler, classifier.source, work, counter)
         else:
             chunk_results = (
-                [counter.done(classify_chunk(raster, grid, chunk, classifier, areas=polygons)) for chunk in chunks]
+                [counter.done(part) for part in classify_chunks(raster, grid, chunks, classifier, areas=polygons)]
                 for _, raster, grid, chunks, polygons in plans
             )
         results: list[SurveyResult] = []

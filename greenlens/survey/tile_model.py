@@ -8,12 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
-from greenlens.core.litert import TILE_MODEL, LiteRTModel
+from greenlens.core.litert import SMALL_GUARD, SMALL_TILE_MODEL, TILE_MODEL, LiteRTModel
+from greenlens.core.ood import DistributionGuard
 from greenlens.core.repository import ModelSourceError, damaged, load_guard, read_json
 
 
 class TileModelMissing(ModelSourceError):
     """The model repo has no tile model; the message says how to write one."""
+
+
+def tile_files(folder: Path) -> tuple[str, str]:
+    """Which tile model and guard a survey runs: the distilled small model and its own guard where the repo has
+    both (written only where it kept the classifier's accuracy and guard: greenlens.training.distill), else the
+    classifier's tile model and guard (older repos, and those whose small model did not pass)."""
+    if (folder / SMALL_TILE_MODEL).is_file() and (folder / SMALL_GUARD).is_file():
+        return SMALL_TILE_MODEL, SMALL_GUARD
+    return TILE_MODEL, "ood.npz"
 
 
 class TileClassifier:
@@ -31,11 +41,18 @@ class TileClassifier:
         # that side covers, in metres, where it is known (a model adapted to georeferenced flights).
         self.tile = int(task["survey_tile"])
         self.tile_ground_m = float(task["tile_ground_m"]) if task.get("tile_ground_m") else None
+        self.model_file, guard_file = tile_files(folder)
         try:
-            self.model = LiteRTModel(folder / TILE_MODEL, threads=threads)
+            self.model = LiteRTModel(folder / self.model_file, threads=threads)
         except Exception as error:
-            raise damaged(str(folder), TILE_MODEL, error) from None
-        self.guard = load_guard(folder, str(folder))
+            raise damaged(str(folder), self.model_file, error) from None
+        if guard_file == SMALL_GUARD:
+            try:
+                self.guard = DistributionGuard.load(folder, SMALL_GUARD)
+            except Exception as error:
+                raise damaged(str(folder), SMALL_GUARD, error) from None
+        else:
+            self.guard = load_guard(folder, str(folder))
 
     @classmethod
     def load(cls, source: str, threads: int | None = None) -> TileClassifier:

@@ -83,6 +83,7 @@ def render_card(info: dict, template: Path = TEMPLATE, *, widget: list[dict] | N
         ood=info.get("ood"),
         robustness=info.get("robustness"),
         adaptation=info.get("adaptation"),
+        tile_student=info.get("tile_student"),
         runtimes=info.get("runtimes"),
         out_of_distribution_label=task.get("out_of_distribution_label", "out of distribution"),
     )

@@ -77,6 +77,12 @@ def train_task(task: Task, data_dirs: list[Path], out_dir: Path, config: TrainCo
                for name in ("test", "validation")}
     timings = {"read_data": read_seconds, **result.timings,
                "evaluate_and_out_of_distribution_guard": time.perf_counter() - evaluate_started}
+    distill_started = time.perf_counter()
+    student = distill_step(task, result.model, splits, backbone=config.recipe.backbone, guard_report=fitted.report,
+                           seed=config.seed, unlabelled=read_unlabelled(task, data_dirs, limit=run.limit),
+                           other_images=other_images or {}, log=log)
+    if student is not None:
+        timings["distill_tile_model"] = time.perf_counter() - distill_started
     timings["total"] = time.perf_counter() - started
     log(_guard_summary(fitted.report))
     for name in ("test", "validation"):
@@ -85,7 +91,7 @@ def train_task(task: Task, data_dirs: list[Path], out_dir: Path, config: TrainCo
                         metrics=metrics, guard_report=fitted.report, timings=timings, machine=machine(),
                         versions=versions())
     write_repo(out_dir, task, result.model, record, fitted.probabilities, splits, fitted.guard, run.exports,
-               quality=fitted.quality)
+               quality=fitted.quality, student=student)
     log(f"Wrote {out_dir}")
     return record
 
@@ -206,7 +212,8 @@ def _views(examples: data.Examples, config: TrainConfig, seed: int) -> tuple[lis
 
 
 def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: dict[str, np.ndarray],
-               splits: dict[str, data.Examples], guard, exports: str = "all", *, quality: QualityCheck | None = None) -> None:
+               splits: dict[str, data.Examples], guard, exports: str = "all", *, quality: QualityCheck | None = None,
+               student=None) -> None:
     with repository.atomic_directory(out_dir) as folder:
         repository.save_model(model, folder)
         guard.save(folder)
@@ -217,6 +224,8 @@ def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: di
             calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]
             runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if exports == "all" else None)
             record["runtimes"] = runtimes.measure(folder, model, test.images, test.labels)
+        if student is not None:
+            write_student(folder, student, record)
         repository.write_json(folder / "labels.json", task.labels)
         repository.write_json(folder / "task.json", record["task"])
         repository.write_json(folder / "metrics.json", record)
@@ -295,3 +304,80 @@ def versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def distill_step(task: Task, teacher, splits: dict[str, data.Examples], *, backbone: str, guard_report: dict, seed: int,
+                 unlabelled: list[np.ndarray], other_images: dict[str, list[np.ndarray]], log=print):
+    """The survey's distilled tile model (greenlens.training.distill) where the task has one, else None."""
+    from greenlens.training.distill import distill
+
+    if task.tile_student is None or not task.survey_tile:
+        return None
+    return distill(teacher, task.tile_student, task.augmentation, splits, tile=task.survey_tile,
+                   positive_index=task.positive_index, unlabelled=unlabelled, teacher_guard=guard_report,
+                   teacher_layers=list(get_backbone(backbone).guard_layers),
+                   other_images=other_images, seed=seed, log=log)
+
+
+def write_student(folder: Path, student, record: dict) -> None:
+    """The student's LiteRT tile model and guard where it passed the rule (surveys then run them: see
+    greenlens.survey.tile_model), else its tile model alone as a candidate no survey runs; its measurements go
+    into the record either way."""
+    report = {key: value for key, value in student.report.items() if key != "guard"}
+    report["guard"] = {key: student.report["guard"][key] for key in
+                       ("test_flagged", "validation_flagged", "out_of_distribution_flagged", "out_of_distribution_counts")}
+    record["tile_student"] = report
+    for name in (litert.SMALL_TILE_MODEL, litert.SMALL_GUARD, litert.SMALL_CANDIDATE, litert.SMALL_CANDIDATE_GUARD):
+        (Path(folder) / name).unlink(missing_ok=True)
+    if student.report["shipped"]:
+        (Path(folder) / litert.SMALL_TILE_MODEL).write_bytes(student.tile_model)
+        student.guard.save(folder, litert.SMALL_GUARD)
+    else:
+        (Path(folder) / litert.SMALL_CANDIDATE).write_bytes(student.tile_model)
+        student.guard.save(folder, litert.SMALL_CANDIDATE_GUARD)
+
+
+def read_unlabelled(task: Task, data_dirs: list[Path], *, limit: int | None = None) -> list[np.ndarray]:
+    """The task's unlabelled images (`Task.unlabelled_folder` in each data folder; none where absent)."""
+    from greenlens.core.images import IMAGE_SUFFIXES, decode_image
+
+    if not task.unlabelled_folder:
+        return []
+    files = sorted(path for folder in data_dirs for path in (Path(folder) / task.unlabelled_folder).glob("*")
+                   if path.suffix.lower() in IMAGE_SUFFIXES)
+    return [decode_image(path) for path in files[:limit]]
+
+
+def distill_into(model_dir: Path, data_dirs: list[Path], *, command: str, other_images: dict | None = None,
+                 log=print) -> dict:
+    """Distils the survey's tile model from an existing model repo's classifier, on the same splits (its
+    test.csv and validation.csv; training: the rest of the data), and adds it to the repo. Returns the record."""
+    from greenlens.core import repository as repo_io
+    from greenlens.core.tasks import get_task
+
+    folder = Path(model_dir)
+    repo = repo_io.load(str(folder))
+    task = get_task(repo.task["name"])
+    examples = data.find_examples(task, data_dirs)
+    held = {}
+    for name in ("test", "validation"):
+        with open(folder / f"{name}.csv", newline="") as handle:
+            held[name] = {row["file"] for row in csv.DictReader(handle)}
+    names = [_relative_to_data_parent(file) for file in examples.files]
+    indices = {name: [i for i, n in enumerate(names) if n in held[name]] for name in held}
+    indices["train"] = [i for i, n in enumerate(names) if n not in held["test"] and n not in held["validation"]]
+    splits = {}
+    for name in SPLITS:
+        part, _ = data.read_images(examples.subset(indices[name]))
+        splits[name] = part
+    record = repo.metrics
+    student = distill_step(task, repo.model, splits, backbone=repo.task["backbone"], guard_report=record.get("ood") or {},
+                           seed=record["run"]["seed"],
+                           unlabelled=read_unlabelled(task, data_dirs), other_images=other_images or {}, log=log)
+    if student is None:
+        raise ValueError(f"the {task.name} task has no distilled tile model")
+    write_student(folder, student, record)
+    record["tile_student"]["command"] = command
+    repo_io.write_json(folder / "metrics.json", record)
+    render_card(record).save(folder / "README.md")
+    return record

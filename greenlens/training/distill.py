@@ -1,0 +1,241 @@
+"""The survey's small tile model, distilled from the classifier (Hinton et al. 2015, arXiv:1503.02531).
+
+The classifier (the teacher) upsamples every 32 x 32 tile to 128 x 128 for an ImageNet backbone: that is
+most of a survey's time. A small CNN at the tiles' own resolution (greenlens.core.backbones.tile_cnn) learns
+from the teacher's probabilities as soft targets, on the training tiles, the task's unlabelled tiles and
+augmented views of both, so it learns the teacher's answers where the labels say nothing. Its own guard is
+fitted on its own features. It becomes the survey's model only where it keeps the teacher's accuracy and
+guard and is much faster (`SHIP_RULE`), measured here, not assumed; otherwise surveys keep the teacher's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from greenlens.core.backbones import TILE_CNN, build_classifier, feature_model, fixed_size_model, tile_cnn
+from greenlens.core.batches import predict_images
+from greenlens.core.litert import LiteRTModel, convert
+from greenlens.core.ood import DistributionGuard
+from greenlens.core.tasks import Augmentation, TileStudent
+from greenlens.training import guard as guard_fitting
+from greenlens.training.finetune import ViewSampler, augment
+
+# The student replaces the teacher's tile model only when all of these hold (issue 21).
+SHIP_RULE = {"max_accuracy_drop": 0.001, "min_accuracy": 0.996, "min_roc_auc": 0.9995, "min_speedup": 10.0}
+SPEED_TILES = 4096  # tiles timed per model, after a warm-up batch
+
+
+@dataclass
+class Student:
+    model: keras.Model
+    guard: DistributionGuard
+    report: dict  # what the card's section shows: accuracy, agreement, guard, tiles/s, the verdict
+    tile_model: bytes  # the LiteRT tile model (probabilities and guard features), as written into the repo
+
+
+def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentation, splits: dict, *, tile: int,
+            positive_index: int, unlabelled: list[np.ndarray], teacher_layers: list[str], teacher_guard: dict,
+            other_images: dict, seed: int = 0, log=print) -> Student:
+    """Trains the student on `splits["train"]` and `unlabelled` tiles with the teacher's soft targets, stops early
+    on the validation tiles' labels, fits its guard, and measures it against the teacher on the test split."""
+    keras.utils.set_random_seed(seed)
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
+    teacher_tiles = fixed_size_model(teacher, tile)
+    classes = int(teacher.output.shape[-1])
+    started = time.perf_counter()
+    views, targets = soft_targets(teacher_tiles, recipe, augmentation, list(train.images), train.labels, unlabelled,
+                                  classes=classes, seed=seed)
+    target_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    student = build_student(recipe, tile, classes)
+    history = fit_student(student, recipe, views, targets, validation, classes=classes, seed=seed)
+    train_seconds = time.perf_counter() - started
+    guard, guard_report, probabilities = guard_fitting.fit_and_measure(
+        student, list(TILE_CNN.guard_layers), list(views[0, : len(train)]) + list(views[2, : len(train)]),
+        np.concatenate([train.labels, train.labels]), list(validation.images), list(test.images), other_images, tile,
+        threshold_images=[augment(image, augmentation, np.random.default_rng(seed + 7), 2) for image in validation.images],
+        outlier_images=guard_fitting.outlier_images(augmentation, tile),
+    )
+    teacher_test = predict_images(teacher_tiles, list(test.images))
+    tile_model = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0])
+    speed = tiles_per_second(teacher, tile_model, tile=tile, guard_layers=teacher_layers)
+    float_validation = float((probabilities["validation"].argmax(1) == validation.labels).mean())
+    int8, quantized = int8_check(student, list(train.images[:300]), validation, tile=tile, positive_index=positive_index,
+                                 float_accuracy=float_validation, float_speed=speed["student"])
+    if int8["used"]:
+        tile_model, speed["student"] = quantized, int8["tiles_per_s"]
+    # Measured as surveys will run it: the LiteRT tile model that is written (int8 where it was chosen).
+    features, student_test = _run(tile_model, list(test.images))
+    guard_report = {**guard_report, "test_flagged": float(guard.flags(features).mean()),
+                    "out_of_distribution_flagged": tile_refusals(tile_model, guard, other_images, tile=tile)}
+    report = measure(student_test, teacher_test, test.labels, guard_report, teacher_guard, speed,
+                     positive_index=positive_index)
+    report["int8"] = int8
+    report.update(recipe=dict(vars(recipe)), history=history, tiles={"train": len(train), "unlabelled": len(unlabelled),
+                  "views": recipe.views}, timings={"teacher_targets": target_seconds, "training": train_seconds})
+    log(summary(report))
+    return Student(student, guard, report, tile_model)
+
+
+def soft_targets(teacher_tiles: keras.Model, recipe: TileStudent, augmentation: Augmentation, images: list[np.ndarray],
+                 labels: np.ndarray, unlabelled: list[np.ndarray], *, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(views, N, t, t, 3) uint8 tiles and (views, N, classes) targets: each view's teacher probabilities, mixed
+    with the label for labelled tiles (`recipe.label_weight`)."""
+    rng = np.random.default_rng(seed)
+    tiles = images + list(unlabelled)
+    onehot = np.zeros((len(tiles), classes), np.float32)
+    onehot[np.arange(len(images)), labels] = 1.0
+    weight = np.where(np.arange(len(tiles)) < len(images), recipe.label_weight, 0.0)[:, None].astype(np.float32)
+    views, targets = [], []
+    for view in range(recipe.views):
+        batch = np.stack([augment(tile, augmentation, rng, view) for tile in tiles])
+        teacher = predict_images(teacher_tiles, list(batch), batch_size=256,
+                                 desc=f"Teacher's targets, view {view + 1}/{recipe.views}")
+        views.append(batch)
+        targets.append(weight * onehot + (1 - weight) * teacher)
+    return np.stack(views), np.stack(targets)
+
+
+def build_student(recipe: TileStudent, tile: int, classes: int) -> keras.Model:
+    """Raw RGB tile -> probabilities, with the classifier's layer names (so its guard features, tile model
+    and runtimes come from the same code as the teacher's)."""
+    model, _ = build_classifier(tile_cnn(recipe.widths), TILE_CNN, tile, classes, recipe.dropout)
+    return model
+
+
+def fit_student(model: keras.Model, recipe: TileStudent, views: np.ndarray, targets: np.ndarray, validation, *,
+                classes: int, seed: int) -> dict[str, list[float]]:
+    """Adam with a warm-up and cosine decay, each epoch every tile once in one of its views; early stopping on
+    the validation tiles' labels (the teacher's targets are for training only)."""
+    sampler = SoftViewSampler(views, targets, recipe.batch_size, seed)
+    steps = len(sampler)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, (recipe.epochs - 1) * steps),
+                                                      warmup_target=recipe.learning_rate, warmup_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", metrics=["accuracy"])
+    truth = keras.utils.to_categorical(validation.labels, classes)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)
+    history = model.fit(sampler, validation_data=(np.stack(validation.images).astype(np.float32), truth),
+                        epochs=recipe.epochs, callbacks=[stop], verbose=2)
+    return {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
+class SoftViewSampler(ViewSampler):
+    """ViewSampler whose targets differ per view (the teacher's probabilities of that view): (views, N, classes)."""
+
+    def __len__(self) -> int:
+        return -(-self.labels.shape[1] // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        view = self.view_of[rows]
+        return self.views[view, rows], self.labels[view, rows]
+
+    def on_epoch_end(self):
+        count = self.labels.shape[1]
+        self.order = self.rng.permutation(count)
+        self.view_of = self.rng.integers(len(self.views), size=count)
+
+
+def _run(tile_model: bytes, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(guard features, probabilities) of a LiteRT tile model on same-sized tiles."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tiles.tflite"
+        path.write_bytes(tile_model)
+        return LiteRTModel(path)(np.stack(images).astype(np.float32))
+
+
+def tile_refusals(tile_model: bytes, guard: DistributionGuard, other_images: dict, *, tile: int) -> dict[str, float]:
+    """The share of each out-of-distribution set (the synthetic kinds of the guard's report, and `other_images`
+    resized to the tile) that the tile model's guard refuses."""
+    from PIL import Image
+
+    sets = {f"synthetic {kind}": images for kind, images in guard_fitting.synthetic_images(40, tile).items()}
+    sets.update({name: [np.asarray(Image.fromarray(image).resize((tile, tile), Image.Resampling.BILINEAR))
+                        for image in images] for name, images in other_images.items() if images})
+    return {name: float(guard.flags(_run(tile_model, images)[0]).mean()) for name, images in sets.items()}
+
+
+def tiles_per_second(teacher: keras.Model, student_tile_model: bytes, *, tile: int, guard_layers: list[str],
+                     threads: int | None = None) -> dict[str, float]:
+    """LiteRT tiles/s of the teacher's tile model and the student's, on the same random tiles."""
+    tiles = np.random.default_rng(0).integers(0, 256, (SPEED_TILES, tile, tile, 3)).astype(np.float32)
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        paths = {"teacher": Path(folder) / "teacher.tflite", "student": Path(folder) / "student.tflite"}
+        paths["teacher"].write_bytes(convert(feature_model(teacher, guard_layers, tile)[0]))
+        paths["student"].write_bytes(student_tile_model)
+        for name, path in paths.items():
+            runner = LiteRTModel(path, threads=threads)
+            runner(tiles[:256])
+            started = time.perf_counter()
+            runner(tiles)
+            rates[name] = SPEED_TILES / (time.perf_counter() - started)
+    return rates
+
+
+def int8_check(student: keras.Model, calibration: list[np.ndarray], validation, *, tile: int, positive_index: int,
+               float_accuracy: float, float_speed: float) -> tuple[dict, bytes]:
+    """The student's tile model in full-integer int8 (post-training, calibrated on training tiles): validation
+    accuracy and tiles/s against float32's. It replaces float32 only within 0.1 point of its accuracy and faster
+    (decided on validation tiles: the test split stays for the published numbers)."""
+    quantized = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0],
+                        np.stack(calibration).astype(np.float32))
+    tiles = np.stack(validation.images).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "int8.tflite"
+        path.write_bytes(quantized)
+        runner = LiteRTModel(path)
+        _, probabilities = runner(tiles)
+        speed_tiles = np.resize(tiles, (SPEED_TILES, tile, tile, 3))
+        runner(speed_tiles[:256])
+        started = time.perf_counter()
+        runner(speed_tiles)
+        rate = SPEED_TILES / (time.perf_counter() - started)
+    accuracy = float(((probabilities[:, positive_index] >= 0.5) == (validation.labels == positive_index)).mean())
+    used = accuracy >= float_accuracy - SHIP_RULE["max_accuracy_drop"] and rate > float_speed
+    return {"validation_accuracy": accuracy, "tiles_per_s": rate, "float32_validation_accuracy": float_accuracy,
+            "float32_tiles_per_s": float_speed, "used": used}, quantized
+
+
+def measure(student: np.ndarray, teacher: np.ndarray, labels: np.ndarray, guard: dict, teacher_guard: dict,
+            speed: dict[str, float], *, positive_index: int) -> dict:
+    """The student against the teacher on the test split and the rule's verdict."""
+    from sklearn.metrics import roc_auc_score
+
+    accuracy = float((student.argmax(1) == labels).mean())
+    teacher_accuracy = float((teacher.argmax(1) == labels).mean())
+    aucs = [float(roc_auc_score(labels == positive_index, p[:, positive_index])) for p in (student, teacher)]
+    refusals = {name: (share, teacher_guard.get("out_of_distribution_flagged", {}).get(name))
+                for name, share in guard["out_of_distribution_flagged"].items()}
+    guard_ok = all(theirs is None or mine >= theirs for mine, theirs in refusals.values())
+    speedup = speed["student"] / speed["teacher"]
+    checks = {
+        f"accuracy within {100 * SHIP_RULE['max_accuracy_drop']:g} point of the teacher's":
+            accuracy >= teacher_accuracy - SHIP_RULE["max_accuracy_drop"],
+        f"accuracy at least {SHIP_RULE['min_accuracy']}": accuracy >= SHIP_RULE["min_accuracy"],
+        f"ROC AUC at least {SHIP_RULE['min_roc_auc']}": aucs[0] >= SHIP_RULE["min_roc_auc"],
+        "guard refuses each out-of-distribution set as often as the teacher's": guard_ok,
+        f"at least {SHIP_RULE['min_speedup']:g}x the teacher's tiles/s": speedup >= SHIP_RULE["min_speedup"],
+    }
+    return {
+        "test_accuracy": accuracy, "teacher_test_accuracy": teacher_accuracy,
+        "test_roc_auc": aucs[0], "teacher_test_roc_auc": aucs[1],
+        "agreement_with_teacher": float((student.argmax(1) == teacher.argmax(1)).mean()),
+        "test_tiles": len(labels), "guard": guard, "refusals_vs_teacher": refusals,
+        "tiles_per_s": speed, "speedup": speedup, "checks": checks, "shipped": all(checks.values()),
+    }
+
+
+def summary(report: dict) -> str:
+    verdict = "shipped as the survey's tile model" if report["shipped"] else "not shipped: " + "; ".join(
+        name for name, ok in report["checks"].items() if not ok)
+    return (f"Distilled tile model: test accuracy {report['test_accuracy']:.4f} (teacher "
+            f"{report['teacher_test_accuracy']:.4f}), ROC AUC {report['test_roc_auc']:.5f}, agreement with the teacher "
+            f"{report['agreement_with_teacher']:.4f}, {report['tiles_per_s']['student']:.0f} tiles/s "
+            f"({report['speedup']:.1f}x the teacher's); {verdict}")
