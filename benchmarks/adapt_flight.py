@@ -73,7 +73,7 @@ def main() -> None:
         "annotated_tiles": annotated, "held_out_tiles": adaptation["held_out"]["tiles"],
         "held_out_blocks": adaptation["held_out"]["blocks"], "adapt_seconds": round(seconds, 1),
         "timings": record["timings"], "survey_tiles": b_count, "flight": flights.__doc__.split("\n\n")[1].strip(),
-        "command": "python benchmarks/adapt_flight.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/adapt_flight.py", *sys.argv[1:]]),
     })
 
 
