@@ -176,10 +176,10 @@ def _read_tiles(raster: Raster, grid: Grid, rows: np.ndarray, cols: np.ndarray) 
     which of the given tiles they are."""
     images: list[np.ndarray] = [np.zeros(0)] * len(rows)
     complete = np.zeros(len(rows), bool)
-    chunks = [chunk for chunk in grid.chunks()
-              if np.any((rows >= chunk.row0) & (rows < chunk.row1) & (cols >= chunk.col0) & (cols < chunk.col1))]
-    for chunk in tqdm(chunks, desc=f"Cutting tiles of {raster.name}", unit="chunk", disable=len(chunks) < 4):
-        mine = np.flatnonzero((rows >= chunk.row0) & (rows < chunk.row1) & (cols >= chunk.col0) & (cols < chunk.col1))
+    held = [(chunk, np.flatnonzero((rows >= chunk.row0) & (rows < chunk.row1) & (cols >= chunk.col0) & (cols < chunk.col1)))
+            for chunk in grid.chunks()]
+    held = [(chunk, mine) for chunk, mine in held if len(mine)]
+    for chunk, mine in tqdm(held, desc=f"Cutting tiles of {raster.name}", unit="chunk", disable=len(held) < 4):
         read = read_chunk(raster, grid, chunk)
         r, c = rows[mine] - chunk.row0, cols[mine] - chunk.col0
         full = read.share(read.valid)[r, c] >= 1.0

@@ -58,10 +58,13 @@ class LiteRTModel:
     (the last one padded), one caller at a time. With several outputs it returns a tuple, widest
     output first (the tile model: guard features, then probabilities)."""
 
-    def __init__(self, path: Path, batch_size: int = BATCH, threads: int | None = None):
+    def __init__(self, path: Path | bytes, batch_size: int = BATCH, threads: int | None = None):
+        """`path`: a .tflite file, or a flatbuffer's bytes (a model just converted, never written)."""
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+        threads = threads or os.cpu_count()
+        self.interpreter = (Interpreter(model_content=path, num_threads=threads) if isinstance(path, bytes)
+                            else Interpreter(model_path=str(path), num_threads=threads))
         details = self.interpreter.get_input_details()[0]
         self.input, self.input_shape = details["index"], tuple(int(n) for n in details["shape"][1:])
         self.interpreter.resize_tensor_input(self.input, [batch_size, *self.input_shape])

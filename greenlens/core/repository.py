@@ -144,14 +144,14 @@ def damaged(description: str, name: str, error: Exception) -> ModelSourceError:
     return ModelSourceError(f"{description}: {name} is damaged or truncated ({first_line}); download or train it again")
 
 
-def load_guard(folder: Path, description: str):
-    """The repo's out-of-distribution guard (ood.npz), or None where it has none."""
+def load_guard(folder: Path, description: str, name: str = "ood.npz"):
+    """The repo's out-of-distribution guard (`name`: ood.npz, the classifier's), or None where it has none."""
     from greenlens.core.ood import DistributionGuard
 
     try:
-        return DistributionGuard.load(folder)
+        return DistributionGuard.load(folder, name)
     except Exception as error:
-        raise damaged(description, "ood.npz", error) from None
+        raise damaged(description, name, error) from None
 
 
 def load(source: str) -> ModelRepo:

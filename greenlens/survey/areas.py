@@ -125,7 +125,9 @@ def read_layer(path, raster: Raster, *, kinds: tuple[str, ...], what: str, untru
 
 def _kind(path: Path, shapes: np.ndarray, kinds: tuple[str, ...], what: str) -> str:
     """Which of `kinds` every geometry of the layer is; SurveyError when none or a mix."""
-    types = shapely_types(shapes)
+    import shapely
+
+    types = set(shapely.get_type_id(shapes).tolist())
     if -1 in types:
         missing = int(sum(shape is None for shape in shapes))
         raise SurveyError(f"{path.name} has {missing} feature(s) without a geometry: delete them or draw them")
@@ -138,12 +140,6 @@ def _kind(path: Path, shapes: np.ndarray, kinds: tuple[str, ...], what: str) -> 
             raise SurveyError(f"{path.name} mixes {names} geometries: {what} are all {expected}")
         raise SurveyError(f"{path.name} holds {names} geometries: {what} are {expected}")
     return found[0]
-
-
-def shapely_types(shapes: np.ndarray) -> set[int]:
-    import shapely
-
-    return set(shapely.get_type_id(shapes).tolist())
 
 
 def _check_claimed_format(path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from greenlens.core.litert import SMALL_GUARD, SMALL_TILE_MODEL, TILE_MODEL, LiteRTModel
-from greenlens.core.ood import DistributionGuard
+from greenlens.core.ood import FILENAME as GUARD
 from greenlens.core.repository import ModelSourceError, damaged, load_guard, read_json
 
 
@@ -23,7 +23,7 @@ def tile_files(folder: Path) -> tuple[str, str]:
     classifier's tile model and guard (older repos, and those whose small model did not pass)."""
     if (folder / SMALL_TILE_MODEL).is_file() and (folder / SMALL_GUARD).is_file():
         return SMALL_TILE_MODEL, SMALL_GUARD
-    return TILE_MODEL, "ood.npz"
+    return TILE_MODEL, GUARD
 
 
 class TileClassifier:
@@ -46,13 +46,7 @@ class TileClassifier:
             self.model = LiteRTModel(folder / self.model_file, threads=threads)
         except Exception as error:
             raise damaged(str(folder), self.model_file, error) from None
-        if guard_file == SMALL_GUARD:
-            try:
-                self.guard = DistributionGuard.load(folder, SMALL_GUARD)
-            except Exception as error:
-                raise damaged(str(folder), SMALL_GUARD, error) from None
-        else:
-            self.guard = load_guard(folder, str(folder))
+        self.guard = load_guard(folder, str(folder), guard_file)
 
     @classmethod
     def load(cls, source: str, threads: int | None = None) -> TileClassifier:

@@ -10,10 +10,8 @@ guard and is much faster (`SHIP_RULE`), measured here, not assumed; otherwise su
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -144,10 +142,20 @@ class SoftViewSampler(ViewSampler):
 
 def _run(tile_model: bytes, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(guard features, probabilities) of a LiteRT tile model on same-sized tiles."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tiles.tflite"
-        path.write_bytes(tile_model)
-        return LiteRTModel(path)(np.stack(images).astype(np.float32))
+    return LiteRTModel(tile_model)(np.stack(images).astype(np.float32))
+
+
+def _rate(tile_model: bytes, tiles: np.ndarray, threads: int | None = None) -> float:
+    """LiteRT tiles/s of a tile model on `tiles`, after a warm-up batch."""
+    runner = LiteRTModel(tile_model, threads=threads)
+    runner(tiles[:256])
+    started = time.perf_counter()
+    runner(tiles)
+    return len(tiles) / (time.perf_counter() - started)
+
+
+def _speed_tiles(tile: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (SPEED_TILES, tile, tile, 3)).astype(np.float32)
 
 
 def tile_refusals(tile_model: bytes, guard: DistributionGuard, other_images: dict, *, tile: int) -> dict[str, float]:
@@ -164,19 +172,9 @@ def tile_refusals(tile_model: bytes, guard: DistributionGuard, other_images: dic
 def tiles_per_second(teacher: keras.Model, student_tile_model: bytes, *, tile: int, guard_layers: list[str],
                      threads: int | None = None) -> dict[str, float]:
     """LiteRT tiles/s of the teacher's tile model and the student's, on the same random tiles."""
-    tiles = np.random.default_rng(0).integers(0, 256, (SPEED_TILES, tile, tile, 3)).astype(np.float32)
-    rates = {}
-    with tempfile.TemporaryDirectory() as folder:
-        paths = {"teacher": Path(folder) / "teacher.tflite", "student": Path(folder) / "student.tflite"}
-        paths["teacher"].write_bytes(convert(feature_model(teacher, guard_layers, tile)[0]))
-        paths["student"].write_bytes(student_tile_model)
-        for name, path in paths.items():
-            runner = LiteRTModel(path, threads=threads)
-            runner(tiles[:256])
-            started = time.perf_counter()
-            runner(tiles)
-            rates[name] = SPEED_TILES / (time.perf_counter() - started)
-    return rates
+    tiles = _speed_tiles(tile)
+    teacher_tile_model = convert(feature_model(teacher, guard_layers, tile)[0])
+    return {"teacher": _rate(teacher_tile_model, tiles, threads), "student": _rate(student_tile_model, tiles, threads)}
 
 
 def int8_check(student: keras.Model, calibration: list[np.ndarray], validation, *, tile: int, positive_index: int,
@@ -186,17 +184,8 @@ def int8_check(student: keras.Model, calibration: list[np.ndarray], validation, 
     (decided on validation tiles: the test split stays for the published numbers)."""
     quantized = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0],
                         np.stack(calibration).astype(np.float32))
-    tiles = np.stack(validation.images).astype(np.float32)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "int8.tflite"
-        path.write_bytes(quantized)
-        runner = LiteRTModel(path)
-        _, probabilities = runner(tiles)
-        speed_tiles = np.resize(tiles, (SPEED_TILES, tile, tile, 3))
-        runner(speed_tiles[:256])
-        started = time.perf_counter()
-        runner(speed_tiles)
-        rate = SPEED_TILES / (time.perf_counter() - started)
+    _, probabilities = _run(quantized, list(validation.images))
+    rate = _rate(quantized, _speed_tiles(tile))
     accuracy = float(((probabilities[:, positive_index] >= 0.5) == (validation.labels == positive_index)).mean())
     used = accuracy >= float_accuracy - SHIP_RULE["max_accuracy_drop"] and rate > float_speed
     return {"validation_accuracy": accuracy, "tiles_per_s": rate, "float32_validation_accuracy": float_accuracy,

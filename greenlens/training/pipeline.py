@@ -321,8 +321,8 @@ def distill_step(task: Task, teacher, splits: dict[str, data.Examples], *, backb
 
 def write_student(folder: Path, student, record: dict) -> None:
     """The student's LiteRT tile model and guard where it passed the rule (surveys then run them: see
-    greenlens.survey.tile_model), else its tile model alone as a candidate no survey runs; its measurements go
-    into the record either way."""
+    greenlens.survey.tile_model), else both under the candidate's names, which no survey runs; its measurements
+    go into the record either way."""
     report = {key: value for key, value in student.report.items() if key != "guard"}
     report["guard"] = {key: student.report["guard"][key] for key in
                        ("test_flagged", "validation_flagged", "out_of_distribution_flagged", "out_of_distribution_counts")}
