@@ -174,6 +174,16 @@ def test_geojson_is_wgs84_longitude_latitude(surveyed):
     assert ring[:-1, 1].mean() == pytest.approx(lat, abs=1e-6)
     assert -100 < lon < -98
     assert 17 < lat < 19
+    # GDAL reads it back as the same tiles, each ring counterclockwise (RFC 7946) and closed.
+    import shapely
+    from pyogrio.raw import read as read_layer
+
+    _, _, geometry, (probability,) = read_layer(out / "cactus_tiles.geojson")
+    assert len(geometry) == len(rows) == len(collection["features"])
+    assert probability == pytest.approx([float(row["probability"]) for row in rows], abs=1e-6)
+    rings = shapely.get_exterior_ring(shapely.from_wkb(geometry))
+    assert shapely.is_ccw(rings).all()
+    assert shapely.is_closed(rings).all()
 
 
 def test_probability_tif_lies_over_the_tiles(surveyed):

@@ -46,13 +46,17 @@ class Gaussian:
         return cls(center, scale, means, precision)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        z = (features - self.center) / self.scale
-        best = np.full(len(z), np.inf)
-        for mean in self.means:
-            centred = z - mean
-            # A matrix product, not einsum("ij,jk,ik->i"): einsum evaluates that without BLAS, ~30x slower.
-            best = np.minimum(best, ((centred @ self.precision) * centred).sum(axis=1))
-        return np.sqrt(np.maximum(best, 0))
+        """Mahalanobis distance to the nearest class mean. One matrix product for all classes, in float32
+        (a survey scores every tile; float64 and one product per class took a sixth of its time):
+        with c = z - means[0], (c - d) P (c - d) = cPc - 2 (cP) d + dPd for each d = mean - means[0]."""
+        center, scale, means, precision = (np.asarray(a, np.float32) for a in
+                                           (self.center, self.scale, self.means, self.precision))
+        centred = (np.asarray(features, np.float32) - center) / scale - means[0]
+        projected = centred @ precision
+        base = (projected * centred).sum(axis=1)
+        offsets = means - means[0]
+        squared = base[:, None] - 2 * projected @ offsets.T + ((offsets @ precision) * offsets).sum(axis=1)
+        return np.sqrt(np.maximum(squared.min(axis=1), 0))
 
 
 @dataclass
@@ -100,7 +104,7 @@ class DistributionGuard:
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Per image, the largest group distance divided by its threshold (and the outlier probability
         divided by its threshold): above 1 is flagged."""
-        features = np.asarray(features, dtype=np.float64)
+        features = np.asarray(features, dtype=np.float32)
         parts = np.split(features, np.cumsum(self.sizes)[:-1], axis=1)
         ratios = [g.distances(part) / g.threshold for g, part in zip(self.groups, parts)]
         if self.outliers is not None:

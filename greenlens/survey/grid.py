@@ -120,6 +120,8 @@ class ChunkPixels:
     tile: int  # the model's tile side
     step: int  # the stride at the model's scale
     shape: tuple[int, int]  # the chunk's (rows, cols) of tiles
+    # The chunk at the preview's scale (rgb, valid), where the reader made it (read_chunk(thumbnail=True)).
+    thumbnail: tuple[np.ndarray, np.ndarray] | None = None
 
     def share(self, mask: np.ndarray) -> np.ndarray:
         """(rows, cols): the share of `mask` (h, w) under each tile: block sums where tiles do not overlap (the
@@ -140,11 +142,14 @@ class ChunkPixels:
         return windows[rows, cols].transpose(0, 2, 3, 1)
 
 
-def read_chunk(raster: Raster, grid: Grid, chunk: Chunk) -> ChunkPixels:
+def read_chunk(raster: Raster, grid: Grid, chunk: Chunk, *, thumbnail: bool = False) -> ChunkPixels:
+    """A chunk's pixels; with `thumbnail`, its preview too (a survey's reader thread makes it, so that it
+    costs the thread that classifies nothing)."""
     window = grid.window(chunk)
     pixels, valid = raster.read(window, grid.scale)
     shape = (chunk.row1 - chunk.row0, chunk.col1 - chunk.col0)
-    return ChunkPixels(window, pixels, valid, grid.model_tile, round(grid.stride * grid.scale), shape)
+    return ChunkPixels(window, pixels, valid, grid.model_tile, round(grid.stride * grid.scale), shape,
+                       _thumbnail(grid, chunk, pixels, valid) if thumbnail else None)
 
 
 def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512, *,
@@ -167,7 +172,8 @@ def classify_read(read: ChunkPixels, grid: Grid, chunk: Chunk, classifier: TileC
     for start in range(0, len(rows), batch_size):
         r, c = rows[start : start + batch_size], cols[start : start + batch_size]
         probability[r, c], flagged[r, c] = classifier(read.tiles(r, c))
-    return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *_thumbnail(grid, chunk, read.pixels, read.valid))
+    thumbnail = read.thumbnail or _thumbnail(grid, chunk, read.pixels, read.valid)
+    return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *thumbnail)
 
 
 def classify_chunks(raster: Raster, grid: Grid, chunks: list[Chunk], classifier: TileClassifier, *,
@@ -180,11 +186,11 @@ def classify_chunks(raster: Raster, grid: Grid, chunks: list[Chunk], classifier:
     if not chunks:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="greenlens-read") as reader:
-        pending = reader.submit(read_chunk, raster, grid, chunks[0])
+        pending = reader.submit(read_chunk, raster, grid, chunks[0], thumbnail=True)
         for index, chunk in enumerate(chunks):
             read = pending.result()
             if index + 1 < len(chunks):
-                pending = reader.submit(read_chunk, raster, grid, chunks[index + 1])
+                pending = reader.submit(read_chunk, raster, grid, chunks[index + 1], thumbnail=True)
             yield classify_read(read, grid, chunk, classifier, areas=areas)
 
 
@@ -195,7 +201,11 @@ def _thumbnail(grid: Grid, chunk: Chunk, pixels: np.ndarray, valid: np.ndarray) 
     left, top, right, bottom = grid.preview_box(region)
     size = (max(1, right - left), max(1, bottom - top))
     height, width = round(region.height * grid.scale), round(region.width * grid.scale)
-    shrink = Image.Resampling.BOX
-    rgb = np.asarray(Image.fromarray(pixels[:height, :width]).resize(size, shrink))
-    mask = np.asarray(Image.fromarray(valid[:height, :width].astype(np.uint8) * 255).resize(size, shrink)) > 127
+    # reducing_gap: PIL first shrinks by a whole factor (its fast path), then resamples the rest; a preview
+    # looks the same and a survey's thumbnails take half the time.
+    def shrink(image: Image.Image) -> np.ndarray:
+        return np.asarray(image.resize(size, Image.Resampling.BOX, reducing_gap=1.1))
+
+    rgb = shrink(Image.fromarray(pixels[:height, :width]))
+    mask = shrink(Image.fromarray(valid[:height, :width].astype(np.uint8) * 255)) > 127
     return rgb, mask
