@@ -120,8 +120,6 @@ class ChunkPixels:
     tile: int  # the model's tile side
     step: int  # the stride at the model's scale
     shape: tuple[int, int]  # the chunk's (rows, cols) of tiles
-    # The chunk at the preview's scale (rgb, valid), where the reader made it (read_chunk(thumbnail=True)).
-    thumbnail: tuple[np.ndarray, np.ndarray] | None = None
 
     def share(self, mask: np.ndarray) -> np.ndarray:
         """(rows, cols): the share of `mask` (h, w) under each tile: block sums where tiles do not overlap (the
@@ -142,14 +140,11 @@ class ChunkPixels:
         return windows[rows, cols].transpose(0, 2, 3, 1)
 
 
-def read_chunk(raster: Raster, grid: Grid, chunk: Chunk, *, thumbnail: bool = False) -> ChunkPixels:
-    """A chunk's pixels; with `thumbnail`, its preview too (a survey's reader thread makes it, so that it
-    costs the thread that classifies nothing)."""
+def read_chunk(raster: Raster, grid: Grid, chunk: Chunk) -> ChunkPixels:
     window = grid.window(chunk)
     pixels, valid = raster.read(window, grid.scale)
     shape = (chunk.row1 - chunk.row0, chunk.col1 - chunk.col0)
-    return ChunkPixels(window, pixels, valid, grid.model_tile, round(grid.stride * grid.scale), shape,
-                       _thumbnail(grid, chunk, pixels, valid) if thumbnail else None)
+    return ChunkPixels(window, pixels, valid, grid.model_tile, round(grid.stride * grid.scale), shape)
 
 
 def classify_chunk(raster: Raster, grid: Grid, chunk: Chunk, classifier: TileClassifier, batch_size: int = 512, *,
@@ -172,8 +167,7 @@ def classify_read(read: ChunkPixels, grid: Grid, chunk: Chunk, classifier: TileC
     for start in range(0, len(rows), batch_size):
         r, c = rows[start : start + batch_size], cols[start : start + batch_size]
         probability[r, c], flagged[r, c] = classifier(read.tiles(r, c))
-    thumbnail = read.thumbnail or _thumbnail(grid, chunk, read.pixels, read.valid)
-    return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *thumbnail)
+    return ChunkResult(chunk, probability, flagged, in_data & ~chosen, *_thumbnail(grid, chunk, read.pixels, read.valid))
 
 
 def classify_chunks(raster: Raster, grid: Grid, chunks: list[Chunk], classifier: TileClassifier, *,
@@ -186,11 +180,11 @@ def classify_chunks(raster: Raster, grid: Grid, chunks: list[Chunk], classifier:
     if not chunks:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="greenlens-read") as reader:
-        pending = reader.submit(read_chunk, raster, grid, chunks[0], thumbnail=True)
+        pending = reader.submit(read_chunk, raster, grid, chunks[0])
         for index, chunk in enumerate(chunks):
             read = pending.result()
             if index + 1 < len(chunks):
-                pending = reader.submit(read_chunk, raster, grid, chunks[index + 1], thumbnail=True)
+                pending = reader.submit(read_chunk, raster, grid, chunks[index + 1])
             yield classify_read(read, grid, chunk, classifier, areas=areas)
 
 

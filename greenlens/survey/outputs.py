@@ -65,8 +65,8 @@ def tile_rings(result, mask: np.ndarray, to=None) -> tuple[np.ndarray, np.ndarra
     ys = np.stack([y1, y1, y0, y0, y1], axis=1).astype(np.int64)
     if to is None:
         return np.stack([xs, ys], axis=-1).astype(np.float64), rows, cols
-    keys, where = np.unique(ys * (grid.width + grid.tile_size + 1) + xs, return_inverse=True)
-    span = grid.width + grid.tile_size + 1
+    span = grid.width + grid.tile_size + 1  # corner x < span: (x, y) -> one integer key
+    keys, where = np.unique(ys * span + xs, return_inverse=True)
     corners = to(np.column_stack([keys % span, keys // span]).astype(np.float64))
     return corners[where.reshape(xs.shape)], rows, cols
 
