@@ -11,10 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from greenlens import survey
 from greenlens.core.images import decode_image
-from greenlens.core.litert import SMALL_CANDIDATE, SMALL_GUARD, SMALL_TILE_MODEL, TILE_MODEL, LiteRTModel
+from greenlens.core.litert import (
+    SMALL_CANDIDATE,
+    SMALL_CANDIDATE_GUARD,
+    SMALL_GUARD,
+    SMALL_TILE_MODEL,
+    TILE_MODEL,
+    LiteRTModel,
+)
+from greenlens.core.ood import DistributionGuard
 from greenlens.survey.tile_model import TileClassifier
 
 from .conftest import ROOT
@@ -48,14 +57,27 @@ def test_distilled_labels_agree_with_the_classifiers_at_the_stated_rate(cactus_d
     assert float(((small[:, 0] >= 0.5) == truth).mean()) == pytest.approx(report["test_accuracy"], abs=1 / len(rows))
 
 
+def test_the_distilled_guard_refuses_leaves_at_the_stated_rate(leaf_dir):
+    """The leaf photos the card's guard row names, shrunk to a tile as training measured them: the small model's
+    own guard refuses them at the share its card states (and the classifier's tile model at its own)."""
+    from greenlens.training.guard import read_other_images
+
+    report = RECORD["tile_student"]
+    (name, images), = read_other_images(leaf_dir / "color").items()
+    tiles = np.stack([np.asarray(Image.fromarray(image).resize((32, 32), Image.Resampling.BILINEAR))
+                      for image in images]).astype(np.float32)
+    shipped = report["shipped"]
+    guard = DistributionGuard.load(MODEL, SMALL_GUARD if shipped else SMALL_CANDIDATE_GUARD)
+    features, _ = LiteRTModel(MODEL / (SMALL_TILE_MODEL if shipped else SMALL_CANDIDATE))(tiles)
+    assert float(guard.flags(features).mean()) == pytest.approx(report["refusals_vs_teacher"][name][0], abs=1 / len(tiles))
+
+
 def test_surveys_choose_the_tile_model_by_the_documented_rule(tmp_path):
     older = tmp_path / "older"
     shutil.copytree(MODEL, older, ignore=shutil.ignore_patterns("tiles_small*", "*.onnx", "classifier*"))
     assert TileClassifier(older).model_file == TILE_MODEL
     assert TileClassifier(MODEL).model_file == (SMALL_TILE_MODEL if RECORD["tile_student"]["shipped"] else TILE_MODEL)
     image = np.random.default_rng(0).integers(60, 200, (256, 256, 3)).astype(np.uint8)
-    from PIL import Image
-
     Image.fromarray(image).save(tmp_path / "field.png")
     result = survey.survey_raster(tmp_path / "field.png", str(older), tmp_path / "out")
     assert result.summary["tiles"] == 64
@@ -82,3 +104,24 @@ def test_a_survey_with_the_distilled_model_is_identical_on_a_local_cluster(cactu
     assert single.summary["tiles"] >= 144
     assert (tmp_path / "one" / "tiles.csv").read_bytes() == (tmp_path / "two" / "tiles.csv").read_bytes()
     assert cluster.summary == single.summary
+
+
+def test_the_guard_reads_what_the_mimic_head_learns():
+    """A student with a mimic head: the guard features of its tile model end with the head's predictions, the
+    very output training fits to the teacher's components (random weights: the wiring is what is checked)."""
+    import keras
+
+    from greenlens.core.backbones import MIMIC, PROBABILITIES, TILE_CNN, feature_model
+    from greenlens.core.tasks import TileStudent
+    from greenlens.training.distill import build_student, training_outputs
+
+    keras.utils.set_random_seed(0)
+    recipe = TileStudent(widths=(8, 8, 16), mimic=5)
+    student = build_student(recipe, 32, 2)
+    tiles = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
+    features_model, sizes = feature_model(student, list(TILE_CNN.guard_layers), 32)
+    assert sizes[-1] == 16 + 5
+    features, probabilities = features_model.predict_on_batch(tiles)
+    trained = training_outputs(student, [PROBABILITIES, MIMIC]).predict_on_batch(tiles)
+    np.testing.assert_allclose(features[:, -5:], trained[MIMIC], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probabilities, trained[PROBABILITIES], rtol=1e-5, atol=1e-6)

@@ -45,10 +45,14 @@ TILE_CNN = Backbone("tile_cnn", "a small CNN at the tiles' native resolution", "
                     cam_layer="block_2_out", guard_layers=("block_1_out", "block_2_out"))
 
 
-def tile_cnn(widths: tuple[int, ...]) -> keras.Model:
+def tile_cnn(widths: tuple[int, ...], mimic: int = 0) -> keras.Model:
     """Blocks of a 3x3 convolution, BatchNorm and ReLU (named block_<i>_out), each block after the first at half
-    the side of the one before (max pooling), then global average pooling: about 5 MMACs for a 32 x 32 tile with
-    widths (24, 32, 64, 128), against about 30 for the classifier's MobileNetV2 on the tile upsampled to 128."""
+    the side of the one before (max pooling), then global average pooling: about 4 MMACs for a 32 x 32 tile with
+    widths (16, 32, 64, 128), against about 30 for the classifier's MobileNetV2 on the tile upsampled to 128.
+
+    With `mimic`, a small head on the pooling (its output the layer MIMIC) predicts that many components of the
+    teacher's guard features, and the model's output is the pooling and that prediction side by side: the
+    classifier's head, its guard and its tile model read both, with no code of their own for it."""
     inputs = keras.Input((None, None, 3), name="pixels")
     x = inputs
     for index, width in enumerate(widths):
@@ -58,7 +62,14 @@ def tile_cnn(widths: tuple[int, ...]) -> keras.Model:
         x = keras.layers.BatchNormalization(name=f"block_{index}_bn")(x)
         x = keras.layers.ReLU(name=f"block_{index}_out")(x)
     outputs = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if mimic:
+        hidden = keras.layers.Dense(widths[-1], activation="relu", name="mimic_hidden")(outputs)
+        outputs = keras.layers.Concatenate(name="pool_and_mimic")(
+            [outputs, keras.layers.Dense(mimic, name=MIMIC)(hidden)])
     return keras.Model(inputs, outputs, name="tile_cnn")
+
+
+MIMIC = "mimic"
 
 
 def get_backbone(name: str) -> Backbone:

@@ -3,9 +3,12 @@
 The classifier (the teacher) upsamples every 32 x 32 tile to 128 x 128 for an ImageNet backbone: that is
 most of a survey's time. A small CNN at the tiles' own resolution (greenlens.core.backbones.tile_cnn) learns
 from the teacher's probabilities as soft targets, on the training tiles, the task's unlabelled tiles and
-augmented views of both, so it learns the teacher's answers where the labels say nothing. Its own guard is
-fitted on its own features. It becomes the survey's model only where it keeps the teacher's accuracy and
-guard and is much faster (`SHIP_RULE`), measured here, not assumed; otherwise surveys keep the teacher's.
+augmented views of both, so it learns the teacher's answers where the labels say nothing. It also learns to
+predict principal components of the teacher's guard features (on those tiles and on made-up outliers, crops of
+natural photos among them): trained on probabilities alone, its features told a leaf shrunk to a tile from ground
+far less well than the teacher's. Its own guard is fitted on its own features, that prediction among them.
+It becomes the survey's model only where it keeps the teacher's accuracy and guard and is much faster
+(`SHIP_RULE`), measured here, not assumed; otherwise surveys keep the teacher's.
 """
 
 from __future__ import annotations
@@ -16,13 +19,22 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from greenlens.core.backbones import TILE_CNN, build_classifier, feature_model, fixed_size_model, tile_cnn
+from greenlens.core.backbones import (
+    MIMIC,
+    PROBABILITIES,
+    TILE_CNN,
+    build_classifier,
+    feature_model,
+    fixed_size_model,
+    parts,
+    tile_cnn,
+)
 from greenlens.core.batches import predict_images
 from greenlens.core.litert import LiteRTModel, convert
 from greenlens.core.ood import DistributionGuard
 from greenlens.core.tasks import Augmentation, TileStudent
 from greenlens.training import guard as guard_fitting
-from greenlens.training.finetune import ViewSampler, augment
+from greenlens.training.finetune import augment
 
 # The student replaces the teacher's tile model only when all of these hold (issue 21).
 SHIP_RULE = {"max_accuracy_drop": 0.001, "min_accuracy": 0.996, "min_roc_auc": 0.9995, "min_speedup": 10.0}
@@ -44,22 +56,31 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
     on the validation tiles' labels, fits its guard, and measures it against the teacher on the test split."""
     keras.utils.set_random_seed(seed)
     train, validation, test = splits["train"], splits["validation"], splits["test"]
-    teacher_tiles = fixed_size_model(teacher, tile)
+    teacher_features = feature_model(teacher, teacher_layers, tile)[0]
     classes = int(teacher.output.shape[-1])
+    outliers = guard_fitting.outlier_images(augmentation, tile, photo_crops=recipe.photo_crops)
     started = time.perf_counter()
-    views, targets = soft_targets(teacher_tiles, recipe, augmentation, list(train.images), train.labels, unlabelled,
-                                  classes=classes, seed=seed)
+    views, targets, features = soft_targets(teacher_features, recipe, augmentation, list(train.images), train.labels,
+                                            list(unlabelled) + outliers, classes=classes, seed=seed)
+    mimic = MimicTargets.fit(features[0], recipe.mimic) if recipe.mimic else None
+    if mimic is not None:
+        targets[MIMIC] = mimic(features)
+    del features
+    validation_targets = {PROBABILITIES: keras.utils.to_categorical(validation.labels, classes)}
+    if mimic is not None:
+        validation_targets[MIMIC] = mimic(predict_images(teacher_features, list(validation.images), batch_size=256)[0])
     target_seconds = time.perf_counter() - started
     started = time.perf_counter()
     student = build_student(recipe, tile, classes)
-    history = fit_student(student, recipe, views, targets, validation, classes=classes, seed=seed)
+    history = fit_student(student, recipe, views, targets, np.stack(validation.images), validation_targets, seed=seed)
     train_seconds = time.perf_counter() - started
     guard, guard_report, probabilities = guard_fitting.fit_and_measure(
         student, list(TILE_CNN.guard_layers), list(views[0, : len(train)]) + list(views[2, : len(train)]),
         np.concatenate([train.labels, train.labels]), list(validation.images), list(test.images), other_images, tile,
         threshold_images=[augment(image, augmentation, np.random.default_rng(seed + 7), 2) for image in validation.images],
-        outlier_images=guard_fitting.outlier_images(augmentation, tile),
+        outlier_images=outliers,
     )
+    teacher_tiles = fixed_size_model(teacher, tile)
     teacher_test = predict_images(teacher_tiles, list(test.images))
     tile_model = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0])
     speed = tiles_per_second(teacher, tile_model, tile=tile, guard_layers=teacher_layers)
@@ -75,69 +96,123 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
     report = measure(student_test, teacher_test, test.labels, guard_report, teacher_guard, speed,
                      positive_index=positive_index)
     report["int8"] = int8
-    report.update(recipe=dict(vars(recipe)), history=history, tiles={"train": len(train), "unlabelled": len(unlabelled),
-                  "views": recipe.views}, timings={"teacher_targets": target_seconds, "training": train_seconds})
+    report.update(recipe=dict(vars(recipe)), history=history,
+                  tiles={"train": len(train), "unlabelled": len(unlabelled), "outliers": len(outliers), "views": recipe.views},
+                  timings={"teacher_targets": target_seconds, "training": train_seconds})
     log(summary(report))
     return Student(student, guard, report, tile_model)
 
 
-def soft_targets(teacher_tiles: keras.Model, recipe: TileStudent, augmentation: Augmentation, images: list[np.ndarray],
-                 labels: np.ndarray, unlabelled: list[np.ndarray], *, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(views, N, t, t, 3) uint8 tiles and (views, N, classes) targets: each view's teacher probabilities, mixed
-    with the label for labelled tiles (`recipe.label_weight`)."""
+def soft_targets(teacher_features: keras.Model, recipe: TileStudent, augmentation: Augmentation, images: list[np.ndarray],
+                 labels: np.ndarray, unlabelled: list[np.ndarray], *, classes: int,
+                 seed: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(views, N, t, t, 3) uint8 tiles; their targets by output: (views, N, classes) probabilities, each view's
+    teacher probabilities mixed with the label for labelled tiles (`recipe.label_weight`); and the teacher's
+    guard features of each view, (views, N, features), from the same pass (`teacher_features`: its feature model)."""
     rng = np.random.default_rng(seed)
     tiles = images + list(unlabelled)
     onehot = np.zeros((len(tiles), classes), np.float32)
     onehot[np.arange(len(images)), labels] = 1.0
     weight = np.where(np.arange(len(tiles)) < len(images), recipe.label_weight, 0.0)[:, None].astype(np.float32)
-    views, targets = [], []
+    views, targets, features = [], [], []
     for view in range(recipe.views):
         batch = np.stack([augment(tile, augmentation, rng, view) for tile in tiles])
-        teacher = predict_images(teacher_tiles, list(batch), batch_size=256,
-                                 desc=f"Teacher's targets, view {view + 1}/{recipe.views}")
+        guard_features, teacher = predict_images(teacher_features, list(batch), batch_size=256,
+                                                 desc=f"Teacher's targets, view {view + 1}/{recipe.views}")
         views.append(batch)
         targets.append(weight * onehot + (1 - weight) * teacher)
-    return np.stack(views), np.stack(targets)
+        features.append(guard_features)
+    return np.stack(views), {PROBABILITIES: np.stack(targets)}, np.stack(features)
+
+
+@dataclass
+class MimicTargets:
+    """What the student's mimic head learns: the teacher's guard features, standardised, in their first
+    `components` principal components, each scaled to unit variance. Fitted on the tiles and the made-up
+    outliers together, so the components include the directions in which the outliers differ from tiles,
+    which the teacher's guard reads and which a fit on tiles alone would leave out."""
+
+    center: np.ndarray
+    scale: np.ndarray
+    pca: object  # sklearn.decomposition.PCA, whitened
+
+    @classmethod
+    def fit(cls, features: np.ndarray, components: int) -> MimicTargets:
+        from sklearn.decomposition import PCA
+
+        center, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+        pca = PCA(components, whiten=True, random_state=0).fit((features - center) / scale)
+        return cls(center, scale, pca)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        """Targets of features (..., features) -> (..., components), float32."""
+        flat = features.reshape(-1, features.shape[-1])
+        projected = self.pca.transform((flat - self.center) / self.scale)  # type: ignore[attr-defined]
+        return projected.reshape(*features.shape[:-1], -1).astype(np.float32)
 
 
 def build_student(recipe: TileStudent, tile: int, classes: int) -> keras.Model:
     """Raw RGB tile -> probabilities, with the classifier's layer names (so its guard features, tile model
     and runtimes come from the same code as the teacher's)."""
-    model, _ = build_classifier(tile_cnn(recipe.widths), TILE_CNN, tile, classes, recipe.dropout)
+    model, _ = build_classifier(tile_cnn(recipe.widths, recipe.mimic), TILE_CNN, tile, classes, recipe.dropout)
     return model
 
 
-def fit_student(model: keras.Model, recipe: TileStudent, views: np.ndarray, targets: np.ndarray, validation, *,
-                classes: int, seed: int) -> dict[str, list[float]]:
+def training_outputs(model: keras.Model, names: list[str]) -> keras.Model:
+    """The student with the outputs it is trained on, by name: its probabilities and, where it has one, its
+    mimic head's prediction (the same layers and weights: training this trains the student)."""
+    p = parts(model)
+    others = [name for name in names if name != PROBABILITIES]
+    inner = keras.Model(p.backbone.input, [p.backbone.output, *(p.backbone.get_layer(name).output for name in others)])
+    pooled, *outputs = inner(p.preprocess(model.input))
+    return keras.Model(model.input, {PROBABILITIES: p.head(pooled), **dict(zip(others, outputs))})
+
+
+def fit_student(model: keras.Model, recipe: TileStudent, views: np.ndarray, targets: dict[str, np.ndarray],
+                validation: np.ndarray, validation_targets: dict[str, np.ndarray], *, seed: int) -> dict[str, list[float]]:
     """Adam with a warm-up and cosine decay, each epoch every tile once in one of its views; early stopping on
-    the validation tiles' labels (the teacher's targets are for training only)."""
+    the validation tiles' labels (the teacher's probabilities are for training only; the mimic's loss on
+    validation is logged, not monitored)."""
     sampler = SoftViewSampler(views, targets, recipe.batch_size, seed)
     steps = len(sampler)
     schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(1, (recipe.epochs - 1) * steps),
                                                       warmup_target=recipe.learning_rate, warmup_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", metrics=["accuracy"])
-    truth = keras.utils.to_categorical(validation.labels, classes)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True)
-    history = model.fit(sampler, validation_data=(np.stack(validation.images).astype(np.float32), truth),
-                        epochs=recipe.epochs, callbacks=[stop], verbose=2)
+    trained = training_outputs(model, list(targets))
+    losses = {PROBABILITIES: ("categorical_crossentropy", 1.0), MIMIC: ("mse", recipe.mimic_weight)}
+    trained.compile(optimizer=keras.optimizers.Adam(schedule), loss={name: losses[name][0] for name in targets},
+                    loss_weights={name: losses[name][1] for name in targets}, metrics={PROBABILITIES: ["accuracy"]})
+    monitor = "val_loss" if len(targets) == 1 else f"val_{PROBABILITIES}_loss"
+    # Watched from the second half of the schedule only: at the first half's high learning rate the validation loss
+    # jumps about, and a student with a mimic head stopped at epoch 14 of 40 with the weights of epoch 6.
+    stop = keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=recipe.patience, restore_best_weights=True,
+                                         start_from_epoch=recipe.epochs // 2)
+    history = trained.fit(sampler, validation_data=(validation.astype(np.float32), validation_targets),
+                          epochs=recipe.epochs, callbacks=[stop], verbose=2)
     return {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
-class SoftViewSampler(ViewSampler):
-    """ViewSampler whose targets differ per view (the teacher's probabilities of that view): (views, N, classes)."""
+class SoftViewSampler(keras.utils.PyDataset):
+    """Each epoch every tile once, in one of its cached views, with that view's targets (the teacher's of that
+    view): `targets` by output name, each (views, N, ...)."""
+
+    def __init__(self, views: np.ndarray, targets: dict[str, np.ndarray], batch_size: int, seed: int):
+        super().__init__()
+        self.views, self.targets, self.batch_size = views, targets, batch_size
+        self.count = views.shape[1]
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
 
     def __len__(self) -> int:
-        return -(-self.labels.shape[1] // self.batch_size)
+        return -(-self.count // self.batch_size)
 
     def __getitem__(self, index):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         view = self.view_of[rows]
-        return self.views[view, rows], self.labels[view, rows]
+        return self.views[view, rows], {name: targets[view, rows] for name, targets in self.targets.items()}
 
     def on_epoch_end(self):
-        count = self.labels.shape[1]
-        self.order = self.rng.permutation(count)
-        self.view_of = self.rng.integers(len(self.views), size=count)
+        self.order = self.rng.permutation(self.count)
+        self.view_of = self.rng.integers(len(self.views), size=self.count)
 
 
 def _run(tile_model: bytes, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -72,18 +72,41 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
 OUTLIER_SEED = 1_000
 
 
-def outlier_images(augmentation, size: int, count: int = 150, seed: int = OUTLIER_SEED) -> list[np.ndarray]:
+def outlier_images(augmentation, size: int, count: int = 150, seed: int = OUTLIER_SEED, *,
+                   photo_crops: int = 0) -> list[np.ndarray]:
     """Made-up images that are not the subject, for fitting the guard: the synthetic kinds (from other
-    seeds than those it is measured on) and, where the task composites its subject onto made-up
-    backgrounds, those backgrounds alone, plain and augmented: a surface is not a leaf."""
+    seeds than those it is measured on), `photo_crops` crops of natural photos and, where
+    the task composites its subject onto made-up backgrounds, those backgrounds alone, plain and augmented:
+    a surface is not a leaf."""
     from greenlens.training.augment import background, view
 
     images = [image for kind in synthetic_images(count, size, seed).values() for image in kind]
+    images += sample_photo_crops(photo_crops, size, seed)
     if augmentation.backgrounds:
         rng = np.random.default_rng(seed)
         surfaces = [background((size, size), rng) for _ in range(2 * count)]
         images += surfaces + [view(surface, augmentation, rng) for surface in surfaces]
     return images
+
+
+def sample_photo_crops(count: int, size: int, seed: int = OUTLIER_SEED) -> list[np.ndarray]:
+    """`count` square crops of scikit-learn's two bundled sample photos (a temple in China, a flower), from
+    `size` pixels to the photo's height on a side, resized to `size`: natural scenes at every scale, from a
+    patch of texture to the whole photo. No guard is measured on these photos (the benchmarks use
+    scikit-image's), so fitting on them leaves the measurements honest."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    photos = load_sample_images().images
+    crops = []
+    for _ in range(count):
+        photo = photos[rng.integers(len(photos))]
+        side = int(np.exp(rng.uniform(np.log(size), np.log(min(photo.shape[:2])))))
+        top, left = rng.integers(0, photo.shape[0] - side + 1), rng.integers(0, photo.shape[1] - side + 1)
+        crop = Image.fromarray(photo[top : top + side, left : left + side])
+        crops.append(np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)))
+    return crops
 
 
 def synthetic_images(count: int, size: int, seed: int = 0) -> dict[str, list[np.ndarray]]:
