@@ -25,7 +25,6 @@ from greenlens.core.backbones import (
     TILE_CNN,
     build_classifier,
     feature_model,
-    fixed_size_model,
     parts,
     tile_cnn,
 )
@@ -80,10 +79,9 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
         threshold_images=[augment(image, augmentation, np.random.default_rng(seed + 7), 2) for image in validation.images],
         outlier_images=outliers,
     )
-    teacher_tiles = fixed_size_model(teacher, tile)
-    teacher_test = predict_images(teacher_tiles, list(test.images))
+    teacher_test = predict_images(teacher_features, list(test.images))[1]
     tile_model = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0])
-    speed = tiles_per_second(teacher, tile_model, tile=tile, guard_layers=teacher_layers)
+    speed = tiles_per_second(teacher_features, tile_model, tile=tile)
     float_validation = float((probabilities["validation"].argmax(1) == validation.labels).mean())
     int8, quantized = int8_check(student, list(train.images[:300]), validation, tile=tile, positive_index=positive_index,
                                  float_accuracy=float_validation, float_speed=speed["student"])
@@ -244,12 +242,12 @@ def tile_refusals(tile_model: bytes, guard: DistributionGuard, other_images: dic
     return {name: float(guard.flags(_run(tile_model, images)[0]).mean()) for name, images in sets.items()}
 
 
-def tiles_per_second(teacher: keras.Model, student_tile_model: bytes, *, tile: int, guard_layers: list[str],
+def tiles_per_second(teacher_features: keras.Model, student_tile_model: bytes, *, tile: int,
                      threads: int | None = None) -> dict[str, float]:
-    """LiteRT tiles/s of the teacher's tile model and the student's, on the same random tiles."""
+    """LiteRT tiles/s of the teacher's tile model (`teacher_features`: its feature model for tiles, as surveys run
+    it) and the student's, on the same random tiles."""
     tiles = _speed_tiles(tile)
-    teacher_tile_model = convert(feature_model(teacher, guard_layers, tile)[0])
-    return {"teacher": _rate(teacher_tile_model, tiles, threads), "student": _rate(student_tile_model, tiles, threads)}
+    return {"teacher": _rate(convert(teacher_features), tiles, threads), "student": _rate(student_tile_model, tiles, threads)}
 
 
 def int8_check(student: keras.Model, calibration: list[np.ndarray], validation, *, tile: int, positive_index: int,
