@@ -297,7 +297,7 @@ def survey_fn(tiles: TileClassifier):
     summary, tiles CSV, every output file, and the per-area table for the tab; `survey_files`, the endpoint's,
     returns the first four."""
 
-    def run_survey(path: str | None, stride: float = tiles.tile, threshold: float = 0.5,
+    def run_survey(path: str | None, stride: float = tiles.tile, threshold: float = surveying.THRESHOLD,
                    tile_size: float = tiles.tile, areas: str | None = None, progress=gr.Progress()):
         if path is None:
             raise gr.Error("No image was given.")
@@ -316,7 +316,7 @@ def survey_fn(tiles: TileClassifier):
         table = pd.DataFrame(result.area_rows) if result.area_rows else None
         return str(result.files["overlay"]), result.summary, str(result.files["tiles"]), files, table
 
-    def survey_files(path: str | None, stride: float = tiles.tile, threshold: float = 0.5,
+    def survey_files(path: str | None, stride: float = tiles.tile, threshold: float = surveying.THRESHOLD,
                      tile_size: float = tiles.tile, areas: str | None = None, progress=gr.Progress()):
         return run_survey(path, stride, threshold, tile_size, areas, progress)[:4]
 
@@ -333,7 +333,7 @@ SURVEY_DOC = f"""Surveys an aerial image or drone orthomosaic for cacti: the ima
             at most {SURVEY_LIMITS.max_pixels:,} pixels declared, data in at most {SURVEY_LIMITS.max_windows} windows of
             {surveying.CHUNK:,} x {surveying.CHUNK:,} pixels, stopped after {SURVEY_LIMITS.time_limit_s:g} s.
         stride: source pixels between tiles (default: the tile size).
-        threshold: probability from which a tile counts as positive (default 0.5).
+        threshold: probability from which a tile counts as positive (default {surveying.THRESHOLD:g}).
         tile_size: source pixels per training tile (32 at the training ground resolution).
         areas: optional polygons to survey inside, reported one by one (GeoPackage, GeoJSON or zipped Shapefile, any
             CRS; at most 1,000 polygons): URL, data: URL or uploaded file.
@@ -364,7 +364,8 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
                                 file_types=[".tif", ".tiff", ".png", ".jpg", ".jpeg"])
             tile_size = gr.Slider(8, 256, value=tile, step=8, label="Tile size (source pixels per training tile)")
             stride = gr.Slider(8, 256, value=tile, step=8, label="Stride (source pixels between tiles)")
-            threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label=f"{positive.capitalize()} probability threshold")
+            threshold = gr.Slider(0.05, 0.95, value=surveying.THRESHOLD, step=0.05,
+                                  label=f"{positive.capitalize()} probability threshold")
             areas = FileUpload(label="Areas of interest, optional (polygons: GeoPackage, GeoJSON or zipped Shapefile)",
                                file_types=[".gpkg", ".geojson", ".json", ".zip"])
             button = gr.Button("Survey", variant="primary")
@@ -382,7 +383,7 @@ def build_survey_tab(classifier: Classifier, tiles: TileClassifier) -> None:
     gr.Button(visible=False).click(survey_files, inputs, [overlay, summary, tiles_csv, downloads], api_name="survey_files",
                                    **HEAVY, api_description=description(survey_files))
 
-    def survey(path: str | None, stride: float = tile, threshold: float = 0.5, tile_size: float = tile,
+    def survey(path: str | None, stride: float = tile, threshold: float = surveying.THRESHOLD, tile_size: float = tile,
                areas: str | None = None, progress=gr.Progress()):
         return run(path, stride, threshold, tile_size, areas, progress)[:3]
 

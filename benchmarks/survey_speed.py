@@ -139,6 +139,7 @@ def with_candidate(model: Path) -> Path:
     """A copy of `model` whose distilled candidate tile model is in place of the shipped one."""
     import shutil
 
+    CACHE.mkdir(parents=True, exist_ok=True)  # a fresh machine has no rasters made yet either
     copy = Path(tempfile.mkdtemp(prefix="candidate-", dir=CACHE)) / model.name
     shutil.copytree(model, copy)
     for kind in ("", "_ood"):

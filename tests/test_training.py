@@ -130,6 +130,31 @@ def test_card_has_hub_metadata_and_real_numbers(leaf_run):
     assert f"**{metrics['accuracy']:.4f}** ({metrics['errors']} errors of {record['counts']['test']} held-out" in card.text
 
 
+def test_guard_refit_of_a_repo_reproduces_the_guard_training_fitted(leaf_run, leaf_dir, tmp_path):
+    """`train.py guard` fits a repo's guard and quality check again from its weights and splits (for repos trained
+    before the guard's fitting changed): on a repo the same code trained, it gives the guard training fitted, and it
+    touches nothing else."""
+    import shutil
+
+    from greenlens.cli.train import main
+    from greenlens.core.ood import DistributionGuard
+
+    out, record = leaf_run
+    folder = shutil.copytree(out, tmp_path / "leaf")
+    before = {name: (folder / name).read_bytes() for name in ("model.weights.h5", "test.csv", "validation.csv")}
+    assert main(["guard", str(folder), "--data", str(leaf_dir / "color"), str(leaf_dir / "segmented")]) == 0
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    refitted = json.loads((folder / "metrics.json").read_text())
+    assert refitted["ood"]["command"].startswith("python train.py guard ")
+    assert refitted["metrics"] == record["metrics"]
+    np.testing.assert_allclose(refitted["ood"]["thresholds"], record["ood"]["thresholds"], rtol=1e-3)
+    trained, again = DistributionGuard.load(out), DistributionGuard.load(folder)
+    assert again.outliers is not None
+    assert trained.outliers is not None
+    np.testing.assert_allclose(again.outliers.weights, trained.outliers.weights, rtol=1e-2, atol=1e-3)
+    assert refitted["ood"]["command"] in (folder / "README.md").read_text()
+
+
 @pytest.mark.slow
 def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
     out = tmp_path / "cactus"

@@ -16,11 +16,9 @@ from greenlens.core import repository
 from greenlens.core.backbones import feature_model
 from greenlens.core.batches import predict_images
 from greenlens.core.tasks import Dataset, Recipe, Task, get_task
+from greenlens.survey.run import THRESHOLD
 from greenlens.training import data, evaluation, pipeline
 from greenlens.training.finetune import TrainConfig, fine_tune
-
-# The survey's rule for a tile it counts: at or above this probability and not flagged by the guard.
-THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def as_examples(task: Task, tiles: AnnotatedTiles) -> data.Examples:
 
 def judge(task: Task, model, guard, examples: data.Examples) -> dict:
     """A model on held-out tiles: accuracy and ROC AUC of its probabilities, the share its guard flags, and the
-    survey's count (tiles at or above THRESHOLD and not flagged) against the marked cacti's tiles."""
+    survey's count (tiles at or above the survey's THRESHOLD and not flagged) against the marked cacti's tiles."""
     layers = list(guard.layers) if guard is not None else []
     features, probabilities = predict_images(feature_model(model, layers)[0], examples.images)
     flagged = guard.flags(features) if guard is not None else np.zeros(len(examples), bool)

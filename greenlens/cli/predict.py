@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from greenlens.survey.run import THRESHOLD
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -61,7 +63,7 @@ def add_survey_options(parser) -> None:
                         help="survey: source pixels per tile, resampled to the model's training tile (default: that "
                         "tile's side, e.g. 32 for the cactus model: the training ground resolution)")
     parser.add_argument("--stride", type=int, help="survey: source pixels between tiles (default: the tile size)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="survey: probability that counts as a hit")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="survey: probability that counts as a hit")
     parser.add_argument("--aoi", type=Path, metavar="FILE",
                         help="survey: only inside these polygons (GeoPackage, GeoJSON, Shapefile; any CRS), and per "
                         "polygon its attributes and figures in areas.csv and the GeoPackage's areas layer")

@@ -6,6 +6,8 @@
     python train.py cactus --push-to-hub ORG/NAME --min-accuracy 0.99
     python train.py push models/cactus ORG/NAME
     python train.py export models/cactus                # (re)write the tile model, LiteRT and ONNX files of a folder
+    python train.py distill models/cactus               # (re)distil the survey's small tile model of a folder
+    python train.py guard models/leaf                   # fit a folder's guard and quality check again (same weights)
     python train.py adapt --from models/cactus flight.tif --points cacti.gpkg --areas annotated.gpkg --tile-size 48 \
         --out models/cactus-flight                      # adapt to your own flight (`python train.py adapt --help`)
 
@@ -66,9 +68,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     export.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
     distill = commands.add_parser("distill", help="distil the survey's small tile model from an existing model folder's "
                                   "classifier, on its own splits, and add it to the folder if it passes the rule")
-    distill.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
-    distill.add_argument("--data", nargs="+", type=Path, help="its data folder(s) (default: $DATA_DIR/<the task's folders>)")
-    distill.add_argument("--ood-data", type=Path, help="other images to measure the guards on, as for training")
+    guard = commands.add_parser("guard", help="fit an existing model folder's out-of-distribution guard and quality "
+                                "check again, as training now does, on its own splits (the weights stay as they are)")
+    for again in (distill, guard):
+        again.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
+        again.add_argument("--data", nargs="+", type=Path, help="its data folder(s) (default: $DATA_DIR/<the task's folders>)")
+        again.add_argument("--ood-data", type=Path, help="other images to measure the guards on, as for training")
     export.add_argument("--data-root", type=Path, help="the folder holding the data folders the repo's test.csv names "
                         "(default: $DATA_DIR/strawberry-leaf for leaf models, $DATA_DIR for cactus models)")
     args = parser.parse_args(argv)
@@ -77,9 +82,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                        examples_from=args.examples_from)
     if args.command == "export":
         return export_runtimes(args.model_dir, args.data_root or _data_root(args.model_dir))
-    if args.command == "distill":
-        return distill_tile_model(args.model_dir, args.data, args.ood_data,
-                                  command=portable_command(sys.argv[1:] if argv is None else argv))
+    if args.command in ("distill", "guard"):
+        return refit(args.command, args.model_dir, args.data, args.ood_data,
+                     command=portable_command(sys.argv[1:] if argv is None else argv))
     try:
         return train(args, sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
@@ -215,15 +220,17 @@ def publish(model_dir: Path, repo_id: str, *, private: bool, min_accuracy: float
     return 0
 
 
-def distill_tile_model(model_dir: Path, data_dirs: list[Path] | None, ood_data: Path | None, *, command: str) -> int:
+def refit(what: str, model_dir: Path, data_dirs: list[Path] | None, ood_data: Path | None, *, command: str) -> int:
+    """`distill` or `guard`: a part of an existing model repo made again from its classifier and its splits."""
     import json
 
     from greenlens.training.guard import read_other_images
-    from greenlens.training.pipeline import distill_into
+    from greenlens.training.pipeline import distill_into, refit_guard_into
 
     name = json.loads((Path(model_dir) / "task.json").read_text())["name"]
     folders = data_dirs or [DATA_DIR / folder for folder in get_task(name).data_folders]
-    distill_into(model_dir, folders, command=command, other_images=read_other_images(ood_data))
+    step = {"distill": distill_into, "guard": refit_guard_into}[what]
+    step(model_dir, folders, command=command, other_images=read_other_images(ood_data))
     return 0
 
 

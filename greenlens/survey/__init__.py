@@ -5,6 +5,6 @@ GeoTIFF, preview) and cluster (the same chunks on Dask workers). Uses core/'s Te
 only; `import greenlens.survey` loads no TensorFlow (tests/test_packaging.py)."""
 
 from greenlens.survey.grid import CHUNK, SurveyError
-from greenlens.survey.run import Limits, SurveyResult, survey_raster, survey_rasters
+from greenlens.survey.run import THRESHOLD, Limits, SurveyResult, survey_raster, survey_rasters
 
-__all__ = ["CHUNK", "Limits", "SurveyError", "SurveyResult", "survey_raster", "survey_rasters"]
+__all__ = ["CHUNK", "THRESHOLD", "Limits", "SurveyError", "SurveyResult", "survey_raster", "survey_rasters"]

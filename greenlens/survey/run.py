@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # A survey whose classified tiles are mostly flagged by the guard says so plainly.
 MOSTLY_OUT_OF_DISTRIBUTION = 0.5
+# A tile counts as the positive class at or above this probability (and not flagged by the guard).
+THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ class SurveyResult:
         return None
 
 
-def survey_raster(path, model, out_dir, *, stride: int | None = None, threshold: float = 0.5, tile_size: int | None = None,
+def survey_raster(path, model, out_dir, *, stride: int | None = None, threshold: float = THRESHOLD, tile_size: int | None = None,
                   areas=None, scheduler: str | None = None, progress=None, untrusted: bool = False,
                   limits: Limits | None = None) -> SurveyResult:
     """Surveys one raster (GeoTIFF, PNG or JPEG) and writes every output file into `out_dir`:
@@ -184,7 +186,7 @@ def survey_raster(path, model, out_dir, *, stride: int | None = None, threshold:
                           limits=limits)[0]
 
 
-def survey_rasters(paths, model, out_dir, *, stride: int | None = None, threshold: float = 0.5,
+def survey_rasters(paths, model, out_dir, *, stride: int | None = None, threshold: float = THRESHOLD,
                    tile_size: int | None = None, areas=None, scheduler: str | None = None, progress=None,
                    subfolders: bool = True, untrusted: bool = False, limits: Limits | None = None) -> list[SurveyResult]:
     """Surveys several rasters; each one's files go into a subfolder of `out_dir` named after it,

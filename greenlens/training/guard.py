@@ -54,8 +54,8 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
         "set so that at most 0.5% of validation images and 2% of augmented views of them are flagged; fitted on "
         "the training images and augmented views of them, so realistic variation of a photo is in distribution; "
         "and a logistic boundary between those and made-up images that are not the subject (synthetic noise, "
-        "colours, gradients and scenes from other seeds than the ones measured here, and made-up backgrounds "
-        "where the task composites onto them)",
+        "colours, gradients and scenes from other seeds than the ones measured here, crops of natural photos "
+        "that no measurement uses, and made-up backgrounds where the task composites onto them)",
         "thresholds": [group.threshold for group in guard.groups],
         "test_flagged": float(guard.flags(held_out["test"][0]).mean()),
         "test_too_poor": quality.rates(list(test_images)) if quality is not None else None,
