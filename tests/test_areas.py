@@ -95,6 +95,27 @@ def test_dask_gives_the_same_areas(areas_run, tmp_path):
     assert (tmp_path / "out" / "ortho" / "areas.csv").read_bytes() == (folder / "out" / "areas.csv").read_bytes()
 
 
+def test_one_layer_is_placed_on_each_raster_of_a_multi_raster_survey(areas_run, tmp_path):
+    """Several rasters and one areas layer (read once, placed on each): each raster's areas.csv is what surveying
+    it alone gives, though the second raster's origin lies 2 tiles further west, so that the same polygons cover
+    other tiles of it (the north unit takes in 2 columns of its nodata margin)."""
+    import rasterio
+    from affine import Affine
+
+    _, folder, raster, layer, _ = areas_run
+    with rasterio.open(raster) as source:
+        profile, pixels = source.profile, source.read()
+    profile["transform"] = TRANSFORM * Affine.translation(-2 * TILE, 0)
+    shifted = tmp_path / "shifted.tif"
+    with rasterio.open(shifted, "w", **profile) as out:
+        out.write(pixels)
+    both = survey.survey_rasters([raster, shifted], str(MODEL), tmp_path / "both", areas=layer)
+    alone = survey.survey_raster(shifted, str(MODEL), tmp_path / "alone", areas=layer)
+    assert (tmp_path / "both" / "ortho" / "areas.csv").read_bytes() == (folder / "out" / "areas.csv").read_bytes()
+    assert (tmp_path / "both" / "shifted" / "areas.csv").read_bytes() == (tmp_path / "alone" / "areas.csv").read_bytes()
+    assert alone.area_rows == both[1].area_rows != both[0].area_rows
+
+
 def test_bad_area_layers_each_get_their_message(areas_run, tmp_path):
     import shapely
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from greenlens.survey.areas import Layer, read_layer
+from greenlens.survey.areas import Layer, VectorFile, in_pixels, read_vector
 from greenlens.survey.grid import Grid, SurveyError, read_chunk
 from greenlens.survey.outputs import pixel_size_m
 from greenlens.survey.rasters import Raster, open_raster
@@ -28,6 +28,8 @@ EDGE = 0.125  # share of the tile side: a point this close to a tile from outsid
 POLYGON_SHARE = 0.5  # a tile holds a marked polygon that has this share of its area inside the tile...
 TILE_COVER = 0.25  # ...or that covers this share of the tile
 BLOCK_TILES = 4
+# The two layers, as messages name them.
+MARKS, ANNOTATED = "cactus annotations", "annotated areas"
 NO_AREAS = ("adapting needs an annotated-area layer (--areas): polygons inside which every cactus is marked. "
             "Without it, every cactus you did not mark would become a training example of no cactus. Draw "
             "polygons around the parts of the flight where you marked all of them (see the README)")
@@ -72,13 +74,15 @@ def annotated_tiles(rasters, points, areas, *, model_tile: int, tile_size: int |
     paths = [Path(path) for path in rasters]
     if not paths:
         raise AnnotationError("no raster given")
-    parts, placed_marks, areas_used = [], None, False
+    parts, placed_marks, areas_used, layers = [], None, False, None
     for path in paths:
         with open_raster(path) as raster:
             if raster.crs is None:
                 raise AnnotationError(f"{raster.name} has no CRS: annotations are placed on a georeferenced raster "
                                       "(a GeoTIFF with its CRS and transform)")
-            part, placed, used = _cut_raster(raster, points, areas, model_tile=model_tile, tile_size=tile_size,
+            layers = layers or (read_vector(points, kinds=("points", "polygons"), what=MARKS),  # read once
+                                read_vector(areas, kinds=("polygons",), what=ANNOTATED))
+            part, placed, used = _cut_raster(raster, *layers, model_tile=model_tile, tile_size=tile_size,
                                              tile_ground_m=tile_ground_m, block_tiles=block_tiles)
         parts.append(part)
         placed_marks = placed if placed_marks is None else placed_marks | placed
@@ -92,7 +96,7 @@ def annotated_tiles(rasters, points, areas, *, model_tile: int, tile_size: int |
     return tiles
 
 
-def _cut_raster(raster: Raster, points, areas, *, model_tile: int, tile_size: int | None,
+def _cut_raster(raster: Raster, points: VectorFile, areas: VectorFile, *, model_tile: int, tile_size: int | None,
                 tile_ground_m: float | None, block_tiles: int) -> tuple[dict, np.ndarray, bool]:
     """One raster's labelled tiles; with which marks lie on it, and whether an annotated area does."""
     import shapely
@@ -101,8 +105,8 @@ def _cut_raster(raster: Raster, points, areas, *, model_tile: int, tile_size: in
     if not pixel_m:
         raise AnnotationError(f"{raster.name}: its pixel size in metres is unknown (no CRS or transform)")
     size = tile_size or max(1, round((tile_ground_m or 0) / pixel_m))
-    annotated = read_layer(areas, raster, kinds=("polygons",), what="annotated areas")
-    marks = read_layer(points, raster, kinds=("points", "polygons"), what="cactus annotations")
+    annotated = in_pixels(areas, raster, what=ANNOTATED)
+    marks = in_pixels(points, raster, what=MARKS)
     grid = Grid(raster.width, raster.height, size, size, model_tile)
     frame = shapely.box(0, 0, raster.width, raster.height)
     shapes = np.array(marks.shapes, dtype=object)

@@ -62,26 +62,18 @@ def adapt(base: str, rasters, out_dir, *, points, areas, settings: AdaptSettings
     train, validation = splits["train"], splits["validation"]
     result = fine_tune(config, len(task.labels), train.images, train.labels, validation.images, validation.labels,
                        start=repo.model)
-    evaluate_started = time.perf_counter()
-    fitted = pipeline.fit_guard(result.model, config, splits, typical_size=task.survey_tile, other_images={})
-    metrics = {name: evaluation.evaluate(task, fitted.probabilities[name], splits[name].labels, splits[name].sources)
-               for name in ("test", "validation")}
-    after = judge(task, result.model, fitted.guard, splits["test"])
-    timings = {"cut_tiles_and_judge_base_model": read_seconds, **result.timings,
-               "evaluate_and_out_of_distribution_guard": time.perf_counter() - evaluate_started}
-    distill_started = time.perf_counter()
-    student = pipeline.distill_step(task, result.model, splits, backbone=recipe.backbone, guard_report=fitted.report,
-                                    seed=settings.seed, unlabelled=[], other_images={}, log=log)
-    if student is not None:
-        timings["distill_tile_model"] = time.perf_counter() - distill_started
-    timings["total"] = time.perf_counter() - started
+    done = pipeline.after_fine_tuning(task, result.model, config, splits, typical_size=task.survey_tile,
+                                      other_images={}, unlabelled=[], log=log)
+    after = judge(task, result.model, done.fitted.guard, splits["test"])
+    timings = {"cut_tiles_and_judge_base_model": read_seconds, **result.timings, **done.timings,
+               "total": time.perf_counter() - started}
     record = pipeline.run_record(task, config, run, examples=examples, skipped=[], splits=splits, result=result,
-                                 metrics=metrics, guard_report=fitted.report, timings=timings,
+                                 metrics=done.metrics, guard_report=done.fitted.report, timings=timings,
                                  machine=pipeline.machine(), versions=pipeline.versions())
     describe_adaptation(record, repo, tiles, settings, splits, before=before, after=after)
     log(comparison_table(record["adaptation"]))
-    pipeline.write_repo(Path(out_dir), task, result.model, record, fitted.probabilities, splits, fitted.guard,
-                        run.exports, quality=fitted.quality, student=student)
+    pipeline.write_repo(Path(out_dir), task, result.model, record, done.fitted.probabilities, splits, done.fitted.guard,
+                        run.exports, quality=done.fitted.quality, student=done.student)
     log(f"Wrote {out_dir}")
     return record
 

@@ -70,28 +70,47 @@ class Areas(Layer):
         return rasterize(shapes, out_shape=(grid.rows, grid.cols), transform=transform, fill=0, dtype="int32")
 
 
-def read_areas(path, raster: Raster, *, untrusted: bool = False) -> Areas:
-    """The polygons of the first layer of `path`, reprojected from their CRS into `raster`'s pixel coordinates.
-    Raises SurveyError for a raster without a CRS, a layer without a CRS or without polygons, an empty layer.
-    `untrusted`: opened only as the GeoPackage, GeoJSON or zipped Shapefile its name claims, with GDAL's
-    network and sidecar files off, and at most MAX_POLYGONS polygons of MAX_VERTICES vertices in all."""
-    layer = read_layer(path, raster, kinds=("polygons",), what="areas of interest", untrusted=untrusted)
+@dataclass(frozen=True)
+class VectorFile:
+    """A vector layer as read from its file, in its own CRS: read once, then placed on each raster
+    (`in_pixels`)."""
+
+    name: str
+    crs: str
+    shapes: np.ndarray  # shapely geometries
+    fields: tuple[str, ...]
+    attributes: tuple[dict, ...]
+    kind: str
+
+
+AREAS = "areas of interest"
+
+
+def areas_on(vector: VectorFile, raster: Raster) -> Areas:
+    """Polygons read once (`read_vector` with kinds=("polygons",)) as the Areas of one raster."""
+    layer = in_pixels(vector, raster, what=AREAS)
     return Areas(layer.name, layer.shapes, layer.fields, layer.attributes)
 
 
-def read_layer(path, raster: Raster, *, kinds: tuple[str, ...], what: str, untrusted: bool = False) -> Layer:
-    """The features of the first layer of `path` (all of one of `kinds`, keys of GEOMETRIES), reprojected
-    from the layer's CRS into `raster`'s pixel coordinates with pyproj. `what` names the layer in messages.
-    Raises SurveyError for a raster or layer without a CRS, an empty layer, features without a geometry,
-    geometries of another kind or of mixed kinds; `untrusted` as for read_areas."""
+def georeferenced(raster: Raster, what: str):
+    """The raster's CRS and transform; SurveyError for a raster without them (said before any layer file is
+    opened)."""
+    if raster.crs is None or raster.transform is None:
+        raise SurveyError(f"{raster.name} has no CRS: {what} need a georeferenced raster")
+    return raster.crs, raster.transform
+
+
+def read_vector(path, *, kinds: tuple[str, ...], what: str, untrusted: bool = False) -> VectorFile:
+    """The features of the first layer of `path` (all of one of `kinds`, keys of GEOMETRIES), in the layer's CRS.
+    `what` names the layer in messages. Raises SurveyError for a layer without a CRS, an empty layer, features
+    without a geometry, geometries of another kind or of mixed kinds. `untrusted` (an upload): opened only as
+    the GeoPackage, GeoJSON or zipped Shapefile its name claims, with GDAL's network and sidecar files off, and
+    at most MAX_POLYGONS features of MAX_VERTICES vertices in all."""
     import shapely
     from pyogrio.errors import DataLayerError, DataSourceError
     from pyogrio.raw import read
-    from pyproj import CRS, Transformer
 
     path = Path(path)
-    if raster.crs is None:
-        raise SurveyError(f"{raster.name} has no CRS: {what} need a georeferenced raster")
     if untrusted:
         _check_claimed_format(path)
     try:
@@ -109,18 +128,27 @@ def read_layer(path, raster: Raster, *, kinds: tuple[str, ...], what: str, untru
         raise SurveyError(f"{path.name} holds more than this server takes ({MAX_POLYGONS:,} polygons, "
                           f"{MAX_VERTICES:,} vertices): simplify it, or survey on your own machine")
     kind = _kind(path, shapes, kinds, what)
-    to_raster = Transformer.from_crs(CRS.from_user_input(meta["crs"]), CRS.from_user_input(raster.crs.to_wkt()),
-                                     always_xy=True)
-    to_pixels = ~raster.transform
+    fields = tuple(str(name) for name in meta["fields"])
+    rows = tuple({name: _plain(column[i]) for name, column in zip(fields, values)} for i in range(len(shapes)))
+    return VectorFile(path.name, str(meta["crs"]), shapes, fields, rows, kind)
+
+
+def in_pixels(vector: VectorFile, raster: Raster, *, what: str) -> Layer:
+    """`vector` reprojected from its CRS into `raster`'s pixel coordinates with pyproj. Raises SurveyError for a
+    raster without a CRS."""
+    import shapely
+    from pyproj import CRS, Transformer
+
+    crs, transform = georeferenced(raster, what)
+    to_raster = Transformer.from_crs(CRS.from_user_input(vector.crs), CRS.from_user_input(crs.to_wkt()), always_xy=True)
+    to_pixels = ~transform
 
     def project(xy: np.ndarray) -> np.ndarray:
         x, y = to_raster.transform(xy[:, 0], xy[:, 1])
         return np.column_stack(to_pixels @ (np.asarray(x), np.asarray(y)))
 
-    pixels = shapely.transform(shapes, project)
-    fields = tuple(str(name) for name in meta["fields"])
-    rows = tuple({name: _plain(column[i]) for name, column in zip(fields, values)} for i in range(len(pixels)))
-    return Layer(path.name, tuple(pixels.tolist()), fields, rows, kind)
+    pixels = shapely.transform(vector.shapes, project)
+    return Layer(vector.name, tuple(pixels.tolist()), vector.fields, vector.attributes, vector.kind)
 
 
 def _kind(path: Path, shapes: np.ndarray, kinds: tuple[str, ...], what: str) -> str:

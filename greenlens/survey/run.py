@@ -193,14 +193,14 @@ def survey_rasters(paths, model, out_dir, *, stride: int | None = None, threshol
     and `out_dir/surveys.csv` gets one row per raster with its summary. `untrusted` and `limits` as
     for survey_raster; the limits hold for each raster, the time limit for the whole call."""
     from greenlens.survey import outputs
-    from greenlens.survey.areas import read_areas
+    from greenlens.survey.areas import AREAS, areas_on, georeferenced, read_vector
 
     if not 0 < threshold < 1:
         raise SurveyError("threshold must lie between 0 and 1")
     if untrusted and limits is None:
         limits = Limits.from_environment()
     classifier = _load_classifier(model)
-    plans, opened = [], []
+    plans, opened, vector = [], [], None
     try:
         for path in map(Path, paths):
             opened.append(raster := _open(path, untrusted))
@@ -209,7 +209,10 @@ def survey_rasters(paths, model, out_dir, *, stride: int | None = None, threshol
             chunks = grid.chunks()
             if limits is not None:
                 limits.check(raster, [grid.window(chunk) for chunk in chunks])
-            plans.append((path, raster, grid, chunks, read_areas(areas, raster, untrusted=untrusted) if areas else None))
+            if areas:  # the layer is read once, and placed on each raster
+                georeferenced(raster, AREAS)
+                vector = vector or read_vector(areas, kinds=("polygons",), what=AREAS, untrusted=untrusted)
+            plans.append((path, raster, grid, chunks, areas_on(vector, raster) if vector else None))
         total = sum(grid.rows * grid.cols for _, _, grid, _, _ in plans)
         counter = _Progress(progress, total, limits.time_limit_s if limits else None)
         if scheduler:

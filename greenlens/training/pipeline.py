@@ -76,27 +76,18 @@ def train_task(task: Task, data_dirs: list[Path], out_dir: Path, config: TrainCo
     read_seconds = time.perf_counter() - started
     train, validation = splits["train"], splits["validation"]
     result = fine_tune(config, len(task.labels), train.images, train.labels, validation.images, validation.labels)
-    evaluate_started = time.perf_counter()
-    fitted = fit_guard(result.model, config, splits, typical_size=_typical_size(examples.images), other_images=other_images or {})
-    metrics = {name: evaluation.evaluate(task, fitted.probabilities[name], splits[name].labels, splits[name].sources)
-               for name in ("test", "validation")}
-    timings = {"read_data": read_seconds, **result.timings,
-               "evaluate_and_out_of_distribution_guard": time.perf_counter() - evaluate_started}
-    distill_started = time.perf_counter()
-    student = distill_step(task, result.model, splits, backbone=config.recipe.backbone, guard_report=fitted.report,
-                           seed=config.seed, unlabelled=read_unlabelled(task, data_dirs, limit=run.limit),
-                           other_images=other_images or {}, log=log)
-    if student is not None:
-        timings["distill_tile_model"] = time.perf_counter() - distill_started
-    timings["total"] = time.perf_counter() - started
-    log(_guard_summary(fitted.report))
+    done = after_fine_tuning(task, result.model, config, splits, typical_size=_typical_size(examples.images),
+                             other_images=other_images or {},
+                             unlabelled=read_unlabelled(task, data_dirs, limit=run.limit), log=log)
+    timings = {"read_data": read_seconds, **result.timings, **done.timings, "total": time.perf_counter() - started}
+    log(_guard_summary(done.fitted.report))
     for name in ("test", "validation"):
-        log(_summary(name, metrics[name]))
+        log(_summary(name, done.metrics[name]))
     record = run_record(task, config, run, examples=examples, skipped=skipped, splits=splits, result=result,
-                        metrics=metrics, guard_report=fitted.report, timings=timings, machine=machine(),
+                        metrics=done.metrics, guard_report=done.fitted.report, timings=timings, machine=machine(),
                         versions=versions())
-    write_repo(out_dir, task, result.model, record, fitted.probabilities, splits, fitted.guard, run.exports,
-               quality=fitted.quality, student=student)
+    write_repo(out_dir, task, result.model, record, done.fitted.probabilities, splits, done.fitted.guard, run.exports,
+               quality=done.fitted.quality, student=done.student)
     log(f"Wrote {out_dir}")
     return record
 
@@ -141,6 +132,34 @@ def fit_guard(model, config: TrainConfig, splits: dict[str, data.Examples], *, t
         quality=quality,
     )
     return Fitted(guard, report, probabilities, quality)
+
+
+@dataclass
+class AfterFineTuning:
+    """What training and adapting both make of a fine-tuned model before writing its repo."""
+
+    fitted: Fitted
+    metrics: dict[str, dict]  # "test" and "validation"
+    student: object | None  # the distilled tile model (greenlens.training.distill), where the task has one
+    timings: dict[str, float]
+
+
+def after_fine_tuning(task: Task, model, config: TrainConfig, splits: dict[str, data.Examples], *, typical_size: int,
+                      other_images: dict[str, list[np.ndarray]], unlabelled: list[np.ndarray],
+                      log=print) -> AfterFineTuning:
+    """The steps after fine-tuning, shared by training and adapting: the guard and the quality check (`fit_guard`),
+    the held-out splits' metrics from the probabilities its pass computed, and the distilled tile model."""
+    started = time.perf_counter()
+    fitted = fit_guard(model, config, splits, typical_size=typical_size, other_images=other_images)
+    metrics = {name: evaluation.evaluate(task, fitted.probabilities[name], splits[name].labels, splits[name].sources)
+               for name in ("test", "validation")}
+    timings = {"evaluate_and_out_of_distribution_guard": time.perf_counter() - started}
+    started = time.perf_counter()
+    student = distill_step(task, model, splits, backbone=config.recipe.backbone, guard_report=fitted.report,
+                           seed=config.seed, unlabelled=unlabelled, other_images=other_images, log=log)
+    if student is not None:
+        timings["distill_tile_model"] = time.perf_counter() - started
+    return AfterFineTuning(fitted, metrics, student, timings)
 
 
 def run_record(task: Task, config: TrainConfig, run: RunSettings, *, examples: data.Examples, skipped: list,
