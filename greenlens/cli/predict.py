@@ -16,8 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-from greenlens.survey.run import THRESHOLD
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -63,7 +61,8 @@ def add_survey_options(parser) -> None:
                         help="survey: source pixels per tile, resampled to the model's training tile (default: that "
                         "tile's side, e.g. 32 for the cactus model: the training ground resolution)")
     parser.add_argument("--stride", type=int, help="survey: source pixels between tiles (default: the tile size)")
-    parser.add_argument("--threshold", type=float, default=THRESHOLD, help="survey: probability that counts as a hit")
+    parser.add_argument("--threshold", type=float, help="survey: probability that counts as a hit (default: "
+                        "greenlens.survey.THRESHOLD, 0.5)")  # not imported here: `--help` needs no dependency
     parser.add_argument("--aoi", type=Path, metavar="FILE",
                         help="survey: only inside these polygons (GeoPackage, GeoJSON, Shapefile; any CRS), and per "
                         "polygon its attributes and figures in areas.csv and the GeoPackage's areas layer")
@@ -95,7 +94,7 @@ def survey(args) -> int:
     from tqdm.auto import tqdm
 
     from greenlens.core.repository import ModelSourceError
-    from greenlens.survey import SurveyError, survey_rasters
+    from greenlens.survey import THRESHOLD, SurveyError, survey_rasters
 
     try:
         with tqdm(desc="Surveying", unit="tile", unit_scale=True) as bar:
@@ -103,7 +102,8 @@ def survey(args) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            results = survey_rasters(args.inputs, args.model, args.out, stride=args.stride, threshold=args.threshold,
+            results = survey_rasters(args.inputs, args.model, args.out, stride=args.stride,
+                                     threshold=THRESHOLD if args.threshold is None else args.threshold,
                                      tile_size=args.tile_size, areas=args.aoi, scheduler=args.scheduler, progress=progress,
                                      subfolders=len(args.inputs) > 1, untrusted=args.untrusted)
     except (SurveyError, ModelSourceError, ValueError) as error:
