@@ -391,18 +391,22 @@ def repo_splits(folder: Path, task: Task, data_dirs: list[Path], record: dict) -
     return {name: data.read_images(examples.subset(indices[name]))[0] for name in SPLITS}
 
 
+def load_with_splits(folder: Path, data_dirs: list[Path]) -> tuple[repository.ModelRepo, Task, dict[str, data.Examples]]:
+    """An existing model repo (`distill` and `guard` make a part of it again), its task and its splits."""
+    from greenlens.core.tasks import get_task
+
+    repo = repository.load(str(folder))
+    task = get_task(repo.task["name"])
+    return repo, task, repo_splits(folder, task, data_dirs, repo.metrics)
+
+
 def distill_into(model_dir: Path, data_dirs: list[Path], *, command: str, other_images: dict | None = None,
                  log=print) -> dict:
     """Distils the survey's tile model from an existing model repo's classifier, on the same splits (its
     test.csv and validation.csv; training: the rest of the data), and adds it to the repo. Returns the record."""
-    from greenlens.core import repository as repo_io
-    from greenlens.core.tasks import get_task
-
     folder = Path(model_dir)
-    repo = repo_io.load(str(folder))
-    task = get_task(repo.task["name"])
+    repo, task, splits = load_with_splits(folder, data_dirs)
     record = repo.metrics
-    splits = repo_splits(folder, task, data_dirs, record)
     student = distill_step(task, repo.model, splits, backbone=repo.task["backbone"], guard_report=record.get("ood") or {},
                            seed=record["run"]["seed"],
                            unlabelled=read_unlabelled(task, data_dirs), other_images=other_images or {}, log=log)
@@ -410,7 +414,7 @@ def distill_into(model_dir: Path, data_dirs: list[Path], *, command: str, other_
         raise ValueError(f"the {task.name} task has no distilled tile model")
     write_student(folder, student, record)
     record["tile_student"]["command"] = command
-    repo_io.write_json(folder / "metrics.json", record)
+    repository.write_json(folder / "metrics.json", record)
     render_card(record).save(folder / "README.md")
     return record
 
@@ -420,16 +424,13 @@ def refit_guard_into(model_dir: Path, data_dirs: list[Path], *, command: str, ot
     """Fits the guard and the quality check of an existing model repo again, as training does (`fit_guard`, with
     the run's recipe, augmentation and seed), on the same splits, and replaces them: for a repo trained before the
     guard's fitting changed. The weights, and so every other number, stay as they are. Returns the record."""
-    from greenlens.core import repository as repo_io
-    from greenlens.core.tasks import Augmentation, Recipe, get_task
+    from greenlens.core.tasks import Augmentation, Recipe
 
     folder = Path(model_dir)
-    repo = repo_io.load(str(folder))
-    task = get_task(repo.task["name"])
+    repo, _, splits = load_with_splits(folder, data_dirs)
     record = repo.metrics
-    splits = repo_splits(folder, task, data_dirs, record)
     augmentation: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-                    for key, value in record["run"]["augmentation"].items()}
+                                    for key, value in record["run"]["augmentation"].items()}
     config = TrainConfig(Recipe(**record["recipe"]), augmentation=Augmentation(**augmentation), seed=record["run"]["seed"])
     everything = [image for part in splits.values() for image in part.images]
     fitted = fit_guard(repo.model, config, splits, typical_size=_typical_size(everything), other_images=other_images or {})
@@ -437,7 +438,7 @@ def refit_guard_into(model_dir: Path, data_dirs: list[Path], *, command: str, ot
     card = render_card(record)  # before anything is replaced: a card that cannot be made stops it here
     fitted.guard.save(folder)
     fitted.quality.save(folder)
-    repo_io.write_json(folder / "metrics.json", record)
+    repository.write_json(folder / "metrics.json", record)
     card.save(folder / "README.md")
     log(_guard_summary(fitted.report))
     return record
