@@ -7,6 +7,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from greenlens.core.runtimes import INT8_TOLERANCE
+
 # In a checkout, the template at the top of the repository; installed with pip, its copy in share/greenlens.
 TEMPLATE = next((path for path in (Path(__file__).resolve().parents[2] / "model_card.md",
                                    Path(sys.prefix) / "share" / "greenlens" / "model_card.md") if path.is_file()),
@@ -85,6 +87,7 @@ def render_card(info: dict, template: Path = TEMPLATE, *, widget: list[dict] | N
         adaptation=info.get("adaptation"),
         tile_student=info.get("tile_student"),
         runtimes=info.get("runtimes"),
+        int8_tolerance=INT8_TOLERANCE,  # how far below float32 an int8 model may be and still ship
         out_of_distribution_label=task.get("out_of_distribution_label", "out of distribution"),
     )
 

@@ -31,6 +31,7 @@ from greenlens.core.backbones import (
 from greenlens.core.batches import predict_images
 from greenlens.core.litert import LiteRTModel, convert
 from greenlens.core.ood import DistributionGuard
+from greenlens.core.runtimes import INT8_TOLERANCE
 from greenlens.core.tasks import Augmentation, TileStudent
 from greenlens.training import guard as guard_fitting
 from greenlens.training.finetune import augment
@@ -253,14 +254,14 @@ def tiles_per_second(teacher_features: keras.Model, student_tile_model: bytes, *
 def int8_check(student: keras.Model, calibration: list[np.ndarray], validation, *, tile: int, positive_index: int,
                float_accuracy: float, float_speed: float) -> tuple[dict, bytes]:
     """The student's tile model in full-integer int8 (post-training, calibrated on training tiles): validation
-    accuracy and tiles/s against float32's. It replaces float32 only within 0.1 point of its accuracy and faster
+    accuracy and tiles/s against float32's. It replaces float32 only within INT8_TOLERANCE of its accuracy and faster
     (decided on validation tiles: the test split stays for the published numbers)."""
     quantized = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0],
                         np.stack(calibration).astype(np.float32))
     _, probabilities = _run(quantized, list(validation.images))
     rate = _rate(quantized, _speed_tiles(tile))
     accuracy = float(((probabilities[:, positive_index] >= 0.5) == (validation.labels == positive_index)).mean())
-    used = accuracy >= float_accuracy - SHIP_RULE["max_accuracy_drop"] and rate > float_speed
+    used = accuracy >= float_accuracy - INT8_TOLERANCE and rate > float_speed
     return {"validation_accuracy": accuracy, "tiles_per_s": rate, "float32_validation_accuracy": float_accuracy,
             "float32_tiles_per_s": float_speed, "used": used}, quantized
 

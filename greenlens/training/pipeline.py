@@ -251,7 +251,8 @@ def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: di
             runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if exports == "all" else None)
             record["runtimes"] = runtimes.measure(folder, model, test.images, test.labels)
         if student is not None:
-            write_student(folder, student, record)
+            record["tile_student"] = student_record(student)
+            write_student(folder, student)
         repository.write_json(folder / "labels.json", task.labels)
         repository.write_json(folder / "task.json", record["task"])
         repository.write_json(folder / "metrics.json", record)
@@ -345,14 +346,17 @@ def distill_step(task: Task, teacher, splits: dict[str, data.Examples], *, backb
                    other_images=other_images, seed=seed, log=log)
 
 
-def write_student(folder: Path, student, record: dict) -> None:
-    """The student's LiteRT tile model and guard where it passed the rule (surveys then run them: see
-    greenlens.survey.tile_model), else both under the candidate's names, which no survey runs; its measurements
-    go into the record either way."""
+def student_record(student) -> dict:
+    """What the record says of the distilled tile model: its measurements, and its guard's refusal rates."""
     report = {key: value for key, value in student.report.items() if key != "guard"}
     report["guard"] = {key: student.report["guard"][key] for key in
                        ("test_flagged", "validation_flagged", "out_of_distribution_flagged", "out_of_distribution_counts")}
-    record["tile_student"] = report
+    return report
+
+
+def write_student(folder: Path, student) -> None:
+    """The student's LiteRT tile model and guard where it passed the rule (surveys then run them: see
+    greenlens.survey.tile_model), else both under the candidate's names, which no survey runs."""
     for name in (litert.SMALL_TILE_MODEL, litert.SMALL_GUARD, litert.SMALL_CANDIDATE, litert.SMALL_CANDIDATE_GUARD):
         (Path(folder) / name).unlink(missing_ok=True)
     if student.report["shipped"]:
@@ -412,10 +416,11 @@ def distill_into(model_dir: Path, data_dirs: list[Path], *, command: str, other_
                            unlabelled=read_unlabelled(task, data_dirs), other_images=other_images or {}, log=log)
     if student is None:
         raise ValueError(f"the {task.name} task has no distilled tile model")
-    write_student(folder, student, record)
-    record["tile_student"]["command"] = command
+    record["tile_student"] = {**student_record(student), "command": command}
+    card = render_card(record)  # before anything is replaced: a card that cannot be made stops it here
+    write_student(folder, student)
     repository.write_json(folder / "metrics.json", record)
-    render_card(record).save(folder / "README.md")
+    card.save(folder / "README.md")
     return record
 
 
