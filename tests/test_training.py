@@ -155,14 +155,22 @@ def test_guard_refit_of_a_repo_reproduces_the_guard_training_fitted(leaf_run, le
     assert refitted["ood"]["command"] in (folder / "README.md").read_text()
 
 
-@pytest.mark.slow
-def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
-    out = tmp_path / "cactus"
+@pytest.fixture(scope="module")
+def cactus_run(tmp_path_factory, request):
+    cactus_dir = request.getfixturevalue("cactus_dir")
+    weights = request.getfixturevalue("imagenet_weights")
+    out = tmp_path_factory.mktemp("repo") / "cactus"
     task = replace(CACTUS, tile_student=replace(CACTUS.tile_student, photo_crops=100, epochs=10))
     record = train_task(
-        task, [cactus_dir], out, small_config(CACTUS, imagenet_weights),
+        task, [cactus_dir], out, small_config(CACTUS, weights),
         run=RunSettings("test/cactus", "pytest", recipe_name="mobilenet_v2", limit=300, exports="none"), log=lambda *_: None,
     )
+    return out, record
+
+
+@pytest.mark.slow
+def test_cactus_pipeline_on_real_tiles(cactus_run, cactus_dir):
+    out, record = cactus_run
     assert record["counts"]["total"] == 300
     assert abs(record["counts"]["test"] - 45) <= 3
     assert abs(record["counts"]["validation"] - 45) <= 3
@@ -192,6 +200,32 @@ def test_cactus_pipeline_on_real_tiles(cactus_dir, imagenet_weights, tmp_path):
     np.testing.assert_allclose(probabilities, keras_model.predict_on_batch(tiles), atol=1e-4)
     expected_features, _ = feature_model(keras_model, list(get_backbone("mobilenet_v2").guard_layers))[0].predict_on_batch(tiles)
     np.testing.assert_allclose(features, expected_features, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_distilling_a_repo_again_keeps_its_splits_and_changes_only_the_tile_model(cactus_run, cactus_dir, tmp_path):
+    """`train.py distill` makes a repo's survey tile model again from its classifier: on the run's splits and, for a
+    run limited to a sample, on as many unlabelled tiles as the run had; the classifier, its splits and its guard
+    stay as they are, and the card names the command."""
+    import shutil
+
+    from greenlens.cli.train import main
+
+    out, record = cactus_run
+    folder = shutil.copytree(out, tmp_path / "cactus")
+    kept = ("model.weights.h5", "test.csv", "validation.csv", "ood.npz", "tiles.tflite")
+    before = {name: (folder / name).read_bytes() for name in kept}
+    assert main(["distill", str(folder), "--data", str(cactus_dir)]) == 0
+    assert {name: (folder / name).read_bytes() for name in kept} == before
+    again = json.loads((folder / "metrics.json").read_text())
+    student = again["tile_student"]
+    assert student["command"].startswith("python train.py distill ")
+    # The registered task's tile model this time (1,500 photo crops), on the run's own 300-tile sample.
+    assert student["tiles"] == {"train": record["counts"]["train"], "unlabelled": 300,
+                                "outliers": 4 * 150 + CACTUS.tile_student.photo_crops, "views": 4}
+    assert {key: again[key] for key in ("metrics", "counts", "ood")} == {key: record[key] for key in ("metrics", "counts", "ood")}
+    assert (folder / "tiles_small.tflite").is_file() == student["shipped"]
+    assert student["command"] in (folder / "README.md").read_text()
 
 
 @pytest.mark.slow

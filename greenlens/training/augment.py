@@ -120,30 +120,32 @@ def composite(image: np.ndarray, canvas: np.ndarray, rng: np.random.Generator, z
 
     mask = leaf_mask(image)
     scale = rng.uniform(zoom_out, 1.0) if rng.random() < 0.6 else 1.0
-    height, width = image.shape[:2]
-    size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    leaf = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    leaf, place = _scaled_and_placed(image, scale, rng)
+    size = leaf.shape[1], leaf.shape[0]
     soft_edge = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
     alpha = np.asarray(soft_edge.filter(ImageFilter.GaussianBlur(1.0)), np.float32)[..., None] / 255
-    x, y = int(rng.integers(0, width - size[0] + 1)), int(rng.integers(0, height - size[1] + 1))
     out = canvas.astype(np.float32)
-    region = out[y : y + size[1], x : x + size[0]]
-    region[:] = region * (1 - alpha) + leaf * alpha
+    out[place] = out[place] * (1 - alpha) + leaf * alpha
     return out.astype(np.uint8)
 
 
 def _shrink_onto(image: np.ndarray, canvas: np.ndarray, rng: np.random.Generator, zoom_out: float) -> np.ndarray:
     """The whole photo shrunk (a photo taken from further away) at a random place on `canvas`."""
+    small, place = _scaled_and_placed(image, rng.uniform(zoom_out, 0.95), rng)
+    out = canvas.copy()
+    out[place] = small
+    return out
+
+
+def _scaled_and_placed(image: np.ndarray, scale: float, rng: np.random.Generator) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """`image` resized by `scale` (at least 8 pixels a side), and a random place for it within the frame."""
     from PIL import Image
 
     height, width = image.shape[:2]
-    scale = rng.uniform(zoom_out, 0.95)
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    scaled = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
     x, y = int(rng.integers(0, width - size[0] + 1)), int(rng.integers(0, height - size[1] + 1))
-    out = canvas.copy()
-    out[y : y + size[1], x : x + size[0]] = small
-    return out
+    return scaled, (slice(y, y + size[1]), slice(x, x + size[0]))
 
 
 def _border_colour_canvas(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

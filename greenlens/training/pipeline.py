@@ -407,13 +407,15 @@ def load_with_splits(folder: Path, data_dirs: list[Path]) -> tuple[repository.Mo
 def distill_into(model_dir: Path, data_dirs: list[Path], *, command: str, other_images: dict | None = None,
                  log=print) -> dict:
     """Distils the survey's tile model from an existing model repo's classifier, on the same splits (its
-    test.csv and validation.csv; training: the rest of the data), and adds it to the repo. Returns the record."""
+    test.csv and validation.csv; training: the rest of the data) and, for a run limited to a sample, as many
+    unlabelled images as the run had; adds it to the repo. Returns the record."""
     folder = Path(model_dir)
     repo, task, splits = load_with_splits(folder, data_dirs)
     record = repo.metrics
     student = distill_step(task, repo.model, splits, backbone=repo.task["backbone"], guard_report=record.get("ood") or {},
                            seed=record["run"]["seed"],
-                           unlabelled=read_unlabelled(task, data_dirs), other_images=other_images or {}, log=log)
+                           unlabelled=read_unlabelled(task, data_dirs, limit=record["counts"].get("limit")),
+                           other_images=other_images or {}, log=log)
     if student is None:
         raise ValueError(f"the {task.name} task has no distilled tile model")
     record["tile_student"] = {**student_record(student), "command": command}
