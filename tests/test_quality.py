@@ -40,3 +40,36 @@ def test_each_problem_is_named_and_a_good_photo_passes(tmp_path):
     check.save(tmp_path)
     assert QualityCheck.load(tmp_path) == check
     assert QualityCheck.load(tmp_path / "elsewhere") is None
+
+
+def test_min_confidence_refuses_the_least_sure_until_the_wrong_answers_fit_the_budget():
+    """Selective classification: the threshold climbs past the least sure rows until the answered rows left
+    are wrong for at most `risk` of all rows; rows the guard or the image checks refused count as no answer."""
+    from greenlens.core.quality import fit_min_confidence
+
+    rng = np.random.default_rng(0)
+    top = rng.uniform(0.5, 1.0, 1000)
+    labels = np.zeros(1000, int)
+    wrong = rng.random(1000) < 0.3 * (1 - top) / 0.5  # the less sure, the more often wrong: 30% at 0.5, none at 1
+    probabilities = np.stack([np.where(wrong, 1 - top, top), np.where(wrong, top, 1 - top)], axis=1)
+    answered = np.ones(1000, bool)
+    threshold = fit_min_confidence(probabilities, labels, answered, risk=0.02)
+    sure = probabilities.max(axis=1)
+    kept = sure >= threshold
+    assert 0.5 < threshold < 1.0
+    assert (wrong & kept).sum() <= 20  # 2% of 1,000
+    # And no lower one would do: answering the surest refused row as well goes over the budget.
+    assert (wrong & (sure >= sure[~kept].max())).sum() > 20
+    # Rows already refused set nothing; nothing wrong left to refuse: every class is answered.
+    assert fit_min_confidence(probabilities, labels, ~wrong, risk=0.02) == 0.0
+    check = QualityCheck(side=128, min_side=8, dark=0.0, bright=255.0, blur=0.0, noise=99.0, min_confidence=threshold)
+    np.testing.assert_array_equal(check.unclear(probabilities), ~kept)
+
+
+def test_a_quality_file_from_before_min_confidence_answers_every_class(tmp_path):
+    (tmp_path / "quality.json").write_text('{"side": 128, "min_side": 8, "dark": 39.1, "bright": 173.8, "blur": 0.31, '
+                                           '"noise": 28.8}')
+    check = QualityCheck.load(tmp_path)
+    assert check is not None
+    assert check.min_confidence == 0.0
+    assert not check.unclear(np.array([[0.5, 0.5], [0.51, 0.49]])).any()

@@ -12,7 +12,7 @@ import numpy as np
 
 from greenlens.core.backbones import feature_model, get_backbone
 from greenlens.core.batches import predict_images
-from greenlens.core.quality import QualityCheck
+from greenlens.core.quality import PROBLEMS, QualityCheck
 from greenlens.core.repository import load_guard
 
 
@@ -66,7 +66,8 @@ class Classifier:
 
     def classify(self, images: list[np.ndarray]) -> list[Prediction]:
         """One Prediction per image. Too poor to judge comes first (a blurred leaf is still a leaf:
-        the guard would only call it "not a leaf"), then the guard, then the class."""
+        the guard would only call it "not a leaf"), then the guard, then the class where the model is
+        sure enough of one (else too unclear to judge)."""
         problems = self.quality.problems(images) if self.quality else [None] * len(images)
         if not self.guard:
             return [self._prediction(row, problem=problem) for row, problem in zip(self.predict(images), problems)]
@@ -76,6 +77,8 @@ class Classifier:
 
     def _prediction(self, row: np.ndarray, score: float | None = None, problem: str | None = None) -> Prediction:
         flagged = problem is None and score is not None and score > 1.0
+        if problem is None and not flagged and self.quality and self.quality.unclear(row[None])[0]:
+            problem = PROBLEMS["unclear"]  # the right kind of image, but no class the model is sure enough of
         label = problem or (self.out_of_distribution_label if flagged else self.labels[int(row.argmax())])
         return Prediction(label, dict(zip(self.labels, map(float, row))), flagged, None if score is None else float(score),
                           problem)

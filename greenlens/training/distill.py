@@ -74,7 +74,7 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
     student = build_student(recipe, tile, classes)
     history = fit_student(student, recipe, views, targets, np.stack(validation.images), validation_targets, seed=seed)
     train_seconds = time.perf_counter() - started
-    guard, guard_report, probabilities = guard_fitting.fit_and_measure(
+    guard, _, guard_report, probabilities = guard_fitting.fit_and_measure(
         student, list(TILE_CNN.guard_layers), list(views[0, : len(train)]) + list(views[2, : len(train)]),
         np.concatenate([train.labels, train.labels]), list(validation.images), list(test.images), other_images, tile,
         threshold_images=[augment(image, augmentation, np.random.default_rng(seed + 7), 2) for image in validation.images],

@@ -3,6 +3,7 @@ flags real held-out images, and how often images no model of ours should take fo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,36 +12,46 @@ from greenlens.core import ood
 from greenlens.core.backbones import feature_model
 from greenlens.core.batches import predict_images
 from greenlens.core.images import IMAGE_SUFFIXES, ImageError, decode_image
+from greenlens.core.quality import UNCLEAR_RISK, QualityCheck, fit_min_confidence
 
 
 def fit_and_measure(model, layers: list[str], train_images, train_labels, validation_images, test_images,
                     other_images: dict[str, list[np.ndarray]], image_size: int, *, threshold_images=(),
-                    outlier_images=(), quality=None) -> tuple[ood.DistributionGuard, dict, dict]:
+                    threshold_labels=None, outlier_images=(), quality: QualityCheck | None = None,
+                    ) -> tuple[ood.DistributionGuard, QualityCheck | None, dict, dict]:
     """Fits the guard on the training images (augmented views among them) and sets its thresholds on
-    the validation images and `threshold_images` (their augmented views); measures it on the test images
-    (which set nothing) and on out-of-distribution images, where an image counts as refused when the
-    guard flags it or `quality` (a QualityCheck) finds it too poor to judge.
+    the validation images and `threshold_images` (their augmented views); with `threshold_labels` (the
+    views' classes), the views the guard and `quality` (a QualityCheck) pass also set the quality check's
+    `min_confidence`. Measures both on the test images (which set nothing) and on out-of-distribution
+    images, where an image counts as refused when the guard flags it or the quality check finds it too
+    poor or too unclear to judge, as greenlens.core.inference.Classifier answers.
 
-    Also returns the model's probabilities on the validation and test images: the guard's
-    feature pass computes them anyway, so evaluating the model needs no pass of its own."""
+    Returns the guard, the quality check with its `min_confidence`, the report, and the model's
+    probabilities on the validation and test images: the guard's feature pass computes them anyway,
+    so evaluating the model needs no pass of its own."""
     features_model, sizes = feature_model(model, layers)
     train_features = predict_images(features_model, train_images, desc="Guard features, training images and views")[0]
     held_out = {
         split: predict_images(features_model, images, desc=f"Evaluating on {split} images (and guard features)")
         for split, images in (("validation", validation_images), ("test", test_images))
     }
-    view_features = outlier_features = None
+    view_features = outlier_features = view_probabilities = None
     if len(threshold_images):
-        view_features = predict_images(features_model, list(threshold_images), desc="Guard features, validation views")[0]
+        view_features, view_probabilities = predict_images(features_model, list(threshold_images),
+                                                           desc="Guard features, validation views")
     if len(outlier_images):
         outlier_features = predict_images(features_model, list(outlier_images), desc="Guard features, made-up outliers")[0]
     guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0], view_features=view_features,
                     outlier_features=outlier_features)
+    if quality is not None and threshold_labels is not None and view_features is not None and view_probabilities is not None:
+        answered = ~guard.flags(view_features) & ~too_poor(quality, threshold_images)
+        quality = replace(quality, min_confidence=fit_min_confidence(view_probabilities, threshold_labels, answered))
 
     def refused(images) -> np.ndarray:
-        flagged = guard.flags(predict_images(features_model, images)[0])
+        features, probabilities = predict_images(features_model, images)
+        flagged = guard.flags(features)
         if quality is not None:
-            flagged |= np.array([problem is not None for problem in quality.problems(images)])
+            flagged |= too_poor(quality, images) | quality.unclear(probabilities)
         return flagged
 
     out_sets = {f"synthetic {kind}": images for kind, images in synthetic_images(40, image_size).items()}
@@ -59,13 +70,23 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
         "thresholds": [group.threshold for group in guard.groups],
         "test_flagged": float(guard.flags(held_out["test"][0]).mean()),
         "test_too_poor": quality.rates(list(test_images)) if quality is not None else None,
+        "min_confidence": quality.min_confidence if quality is not None else None,
+        "unclear_risk": UNCLEAR_RISK,
+        # Of the test images neither the guard nor the image checks refuse: the share no class is sure enough of.
+        "test_unclear": float(np.mean(~guard.flags(held_out["test"][0]) & ~too_poor(quality, test_images)
+                                      & quality.unclear(held_out["test"][1]))) if quality is not None else None,
         "validation_flagged": float(guard.flags(held_out["validation"][0]).mean()),
         "train_flagged": float(guard.flags(train_features).mean()),
         "out_of_distribution_flagged": shares,
         "out_of_distribution_counts": counts,
         "out_of_distribution_flagged_overall": sum(shares[n] * counts[n] for n in shares) / sum(counts.values()),
     }
-    return guard, report, {split: probabilities for split, (_, probabilities) in held_out.items()}
+    return guard, quality, report, {split: probabilities for split, (_, probabilities) in held_out.items()}
+
+
+def too_poor(quality: QualityCheck, images) -> np.ndarray:
+    """Per image: True where the quality check finds it too poor to judge."""
+    return np.array([problem is not None for problem in quality.problems(list(images))], bool)
 
 
 # Seeds of the made-up images the guard is fitted against; the ones it is measured on use others.

@@ -119,19 +119,22 @@ def fit_guard(model, config: TrainConfig, splits: dict[str, data.Examples], *, t
               other_images: dict[str, list[np.ndarray]]) -> Fitted:
     """The quality check and the out-of-distribution guard, fitted on the training images and fresh augmented
     views of them (realistic variation is then in distribution); the guard's thresholds come from validation
-    images and their views, never from the test split. Measured on the test split and `other_images`."""
+    images and their views, never from the test split, and so does the quality check's `min_confidence`
+    (the views' classes are known). Measured on the test split and `other_images`."""
     train, validation, test = (splits[name] for name in SPLITS)
     spec = get_backbone(config.recipe.backbone)
     train_views, train_view_labels = _views(train, config, seed=config.seed + 101)
-    validation_views, _ = _views(validation, config, seed=config.seed + 202)
+    validation_views, validation_view_labels = _views(validation, config, seed=config.seed + 202)
     quality = QualityCheck.fit(train.images + train_views, config.recipe.image_size)
-    guard, report, probabilities = guard_fitting.fit_and_measure(
+    guard, fitted_quality, report, probabilities = guard_fitting.fit_and_measure(
         model, list(spec.guard_layers), train.images + train_views, np.concatenate([train.labels, train_view_labels]),
         validation.images, test.images, other_images, typical_size, threshold_images=validation_views,
+        threshold_labels=validation_view_labels,
         outlier_images=guard_fitting.outlier_images(config.augmentation, typical_size, photo_crops=GUARD_PHOTO_CROPS),
         quality=quality,
     )
-    return Fitted(guard, report, probabilities, quality)
+    assert fitted_quality is not None  # given, so returned with its min_confidence
+    return Fitted(guard, report, probabilities, fitted_quality)
 
 
 @dataclass
