@@ -2,7 +2,7 @@
 with the bundled models: a real held-out leaf photo corrupted with an ImageNet-C corruption at severity 1
 (an implementation training never used) and reframed is answered with its class; a made-up image and an image of
 the other task are still refused; a photo too blurred to judge gets the quality message from /classify_leaf, MCP and the
-batch CSV alike."""
+batch CSV alike, and a tile the cactus model cannot tell is "too unclear to judge"."""
 
 from __future__ import annotations
 
@@ -85,3 +85,27 @@ def test_a_photo_too_blurred_to_judge_gets_the_same_message_everywhere(client, a
     assert rows["blurred.jpg"]["label"] == message
     assert rows["blurred.jpg"]["too_poor_to_judge"] == "True"
     assert rows[example_files("leaf")[0][0].name]["too_poor_to_judge"] == "False"
+
+
+def test_a_tile_the_model_cannot_tell_is_too_unclear_to_judge_through_the_app(client, cactus_dir):
+    """A held-out test tile whose probabilities name no class as surely as the bundled cactus model's quality.json
+    asks: /classify_cactus and the batch CSV answer "too unclear to judge" with both probabilities, not a guess."""
+    from greenlens.core.images import decode_image
+    from greenlens.core.inference import Classifier
+
+    classifier = Classifier.load(str(ROOT / "models" / "cactus"))
+    assert classifier.quality is not None
+    with open(ROOT / "models" / "cactus" / "test.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    lowest = classifier.quality.min_confidence
+    unsure = [cactus_dir.parent / row["file"] for row in rows if max(float(row["p_cactus"]), 1 - float(row["p_cactus"])) < lowest]
+    answers = classifier.classify([decode_image(path) for path in unsure])
+    tile = next(path for path, answer in zip(unsure, answers) if answer.problem == PROBLEMS["unclear"])
+    answer = client.predict(handle_file(str(tile)), api_name="/classify_cactus")
+    assert answer["label"] == PROBLEMS["unclear"]
+    assert {item["label"] for item in answer["confidences"]} == {"cactus", "no cactus"}
+    assert max(item["confidence"] for item in answer["confidences"]) < lowest
+    _, csv_path, skipped = client.predict([handle_file(str(tile))], api_name="/batch_cactus")
+    row = next(csv.DictReader(Path(csv_path).read_text().splitlines()))
+    assert not skipped
+    assert (row["label"], row["too_poor_to_judge"], row["out_of_distribution"]) == (PROBLEMS["unclear"], "True", "False")
