@@ -15,6 +15,8 @@ import sys
 import pytest
 from gradio_client import Client, handle_file
 
+from greenlens.core.quality import PROBLEMS
+
 from .apprunner import running_app
 from .conftest import ROOT
 from .hubserver import TOKEN
@@ -113,8 +115,13 @@ def test_app_serves_the_hub_model(pushed, hf_env):
     with running_app(env={**hf_env, "CACTUS_MODEL": REPO}) as (url, _):
         client = Client(url, verbose=False)
         result = client.predict(handle_file(str(pushed["data"] / "train" / "t1.jpg")), api_name="/classify_cactus")
-        assert result["label"] in {"cactus", "no cactus"}
         assert len(result["confidences"]) == 2
+        # A model trained in seconds on made-up tiles is often unsure of a tile: it then says so rather than guess.
+        lowest = json.loads((pushed["out"] / "quality.json").read_text())["min_confidence"]
+        if max(item["confidence"] for item in result["confidences"]) < lowest:
+            assert result["label"] == PROBLEMS["unclear"]
+        else:
+            assert result["label"] in {"cactus", "no cactus"}
         config = json.loads(__import__("urllib.request").request.urlopen(url + "config").read())
         assert f"hf://{REPO}@{pushed['commit'][:12]}" in json.dumps(config)
 
