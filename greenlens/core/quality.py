@@ -134,9 +134,13 @@ class QualityCheck:
         """Per row of class probabilities: True where no class reaches `min_confidence`."""
         return np.asarray(probabilities).max(axis=1) < self.min_confidence
 
+    def too_poor(self, images: list[np.ndarray]) -> np.ndarray:
+        """Per image: True where it is too poor to judge (`problems` names a reason)."""
+        return np.array([problem is not None for problem in self.problems(images)], bool)
+
     def rates(self, images: list[np.ndarray]) -> float:
         """The share of `images` found too poor to judge."""
-        return float(np.mean([problem is not None for problem in self.problems(images)])) if images else 0.0
+        return float(self.too_poor(images).mean()) if images else 0.0
 
     def save(self, folder: Path) -> None:
         (Path(folder) / FILENAME).write_text(json.dumps(self.__dict__, indent=2) + "\n")

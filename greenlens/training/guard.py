@@ -35,29 +35,31 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
         split: predict_images(features_model, images, desc=f"Evaluating on {split} images (and guard features)")
         for split, images in (("validation", validation_images), ("test", test_images))
     }
-    view_features = outlier_features = view_probabilities = None
+    views = outlier_features = None  # views: the threshold images' (features, probabilities)
     if len(threshold_images):
-        view_features, view_probabilities = predict_images(features_model, list(threshold_images),
-                                                           desc="Guard features, validation views")
+        views = predict_images(features_model, list(threshold_images), desc="Guard features, validation views")
     if len(outlier_images):
         outlier_features = predict_images(features_model, list(outlier_images), desc="Guard features, made-up outliers")[0]
-    guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0], view_features=view_features,
-                    outlier_features=outlier_features)
-    if quality is not None and threshold_labels is not None and view_features is not None and view_probabilities is not None:
-        answered = ~guard.flags(view_features) & ~too_poor(quality, threshold_images)
-        quality = replace(quality, min_confidence=fit_min_confidence(view_probabilities, threshold_labels, answered))
+    guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0],
+                    view_features=views[0] if views else None, outlier_features=outlier_features)
+    if quality is not None and threshold_labels is not None and views is not None:
+        answered = ~guard.flags(views[0]) & ~quality.too_poor(list(threshold_images))
+        quality = replace(quality, min_confidence=fit_min_confidence(views[1], threshold_labels, answered))
 
     def refused(images) -> np.ndarray:
         features, probabilities = predict_images(features_model, images)
         flagged = guard.flags(features)
         if quality is not None:
-            flagged |= too_poor(quality, images) | quality.unclear(probabilities)
+            flagged |= quality.too_poor(images) | quality.unclear(probabilities)
         return flagged
 
     out_sets = {f"synthetic {kind}": images for kind, images in synthetic_images(40, image_size).items()}
     out_sets.update(other_images)
     shares = {name: float(refused(images).mean()) for name, images in out_sets.items() if images}
     counts = {name: len(images) for name, images in out_sets.items() if images}
+    test_features, test_probabilities = held_out["test"]
+    test_flagged = guard.flags(test_features)
+    test_poor = quality.too_poor(list(test_images)) if quality is not None else None
     report = {
         "method": "Mahalanobis distance to the nearest class mean (standardised features, shared Ledoit-Wolf "
         f"covariance) in each of {len(sizes)} feature groups: input colour statistics, channel means of "
@@ -68,13 +70,13 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
         "colours, gradients and scenes from other seeds than the ones measured here, crops of natural photos "
         "that no measurement uses, and made-up backgrounds where the task composites onto them)",
         "thresholds": [group.threshold for group in guard.groups],
-        "test_flagged": float(guard.flags(held_out["test"][0]).mean()),
-        "test_too_poor": quality.rates(list(test_images)) if quality is not None else None,
+        "test_flagged": float(test_flagged.mean()),
+        "test_too_poor": float(test_poor.mean()) if test_poor is not None else None,
         "min_confidence": quality.min_confidence if quality is not None else None,
         "unclear_risk": UNCLEAR_RISK,
         # Of the test images neither the guard nor the image checks refuse: the share no class is sure enough of.
-        "test_unclear": float(np.mean(~guard.flags(held_out["test"][0]) & ~too_poor(quality, test_images)
-                                      & quality.unclear(held_out["test"][1]))) if quality is not None else None,
+        "test_unclear": float(np.mean(~test_flagged & ~test_poor & quality.unclear(test_probabilities)))
+        if quality is not None and test_poor is not None else None,
         "validation_flagged": float(guard.flags(held_out["validation"][0]).mean()),
         "train_flagged": float(guard.flags(train_features).mean()),
         "out_of_distribution_flagged": shares,
@@ -82,11 +84,6 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
         "out_of_distribution_flagged_overall": sum(shares[n] * counts[n] for n in shares) / sum(counts.values()),
     }
     return guard, quality, report, {split: probabilities for split, (_, probabilities) in held_out.items()}
-
-
-def too_poor(quality: QualityCheck, images) -> np.ndarray:
-    """Per image: True where the quality check finds it too poor to judge."""
-    return np.array([problem is not None for problem in quality.problems(list(images))], bool)
 
 
 # Seeds of the made-up images the guard is fitted against; the ones it is measured on use others.
