@@ -126,25 +126,32 @@ def test_guard_flags_made_up_images_and_passes_real_ones(bundled):
         assert [p.label for p in real] == [label for _, label in files]
 
 
+def cactus_test_tiles_by_sureness(cactus_dir, lowest: float) -> tuple[list, list, int]:
+    """The bundled cactus model's test tiles whose recorded top probability is below `lowest`, those above
+    0.999, and how many tiles test.csv lists."""
+    import csv
+
+    with open(ROOT / "models" / "cactus" / "test.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    sure = [max(float(row["p_cactus"]), 1 - float(row["p_cactus"])) for row in rows]
+    paths = [cactus_dir.parent / row["file"] for row in rows]
+    return ([path for path, p in zip(paths, sure) if p < lowest], [path for path, p in zip(paths, sure) if p > 0.999],
+            len(rows))
+
+
 def test_a_tile_the_cactus_model_cannot_tell_is_too_unclear_to_judge(cactus_dir):
     """Held-out test tiles whose recorded probabilities name no class as surely as `quality.json` asks are
     answered "too unclear to judge" (with every class's probability), not with a guess; sure ones with a class."""
-    import csv
-
     from greenlens.core.inference import Classifier
     from greenlens.core.quality import PROBLEMS
 
     classifier = Classifier.load(str(ROOT / "models" / "cactus"))
     assert classifier.quality is not None
     assert 0.5 < classifier.quality.min_confidence < 1
-    with open(ROOT / "models" / "cactus" / "test.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    column = next(c for c in rows[0] if c.startswith("p_"))
-    sure = [max(float(row[column]), 1 - float(row[column])) for row in rows]
-    unsure = [row for row, p in zip(rows, sure) if p < classifier.quality.min_confidence]
-    confident = [row for row, p in zip(rows, sure) if p > 0.999][:20]
-    assert 0 < len(unsure) < 0.05 * len(rows)
-    predictions = classifier.classify([decode_image(cactus_dir.parent / row["file"]) for row in unsure + confident])
+    unsure, confident, total = cactus_test_tiles_by_sureness(cactus_dir, classifier.quality.min_confidence)
+    confident = confident[:20]
+    assert 0 < len(unsure) < 0.05 * total
+    predictions = classifier.classify([decode_image(path) for path in unsure + confident])
     unclear = [p for p in predictions[: len(unsure)] if not p.out_of_distribution]
     assert unclear
     assert all(p.problem is not None and p.label == p.problem for p in unclear)

@@ -93,12 +93,12 @@ def test_a_tile_the_model_cannot_tell_is_too_unclear_to_judge_through_the_app(cl
     from greenlens.core.images import decode_image
     from greenlens.core.inference import Classifier
 
+    from .test_bundled_models import cactus_test_tiles_by_sureness
+
     classifier = Classifier.load(str(ROOT / "models" / "cactus"))
     assert classifier.quality is not None
-    with open(ROOT / "models" / "cactus" / "test.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
     lowest = classifier.quality.min_confidence
-    unsure = [cactus_dir.parent / row["file"] for row in rows if max(float(row["p_cactus"]), 1 - float(row["p_cactus"])) < lowest]
+    unsure, _, _ = cactus_test_tiles_by_sureness(cactus_dir, lowest)
     answers = classifier.classify([decode_image(path) for path in unsure])
     tile = next(path for path, answer in zip(unsure, answers) if answer.problem == PROBLEMS["unclear"])
     answer = client.predict(handle_file(str(tile)), api_name="/classify_cactus")
