@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The datasets in their Kaggle layouts (../shared/data beside the checkout unless DATA_DIR says otherwise).
+DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # BENCHMARK_RESULTS: write the JSON elsewhere (the tests do, to keep the committed numbers).
 RESULTS = Path(os.environ.get("BENCHMARK_RESULTS") or Path(__file__).resolve().parent / "results")

@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, report
+from common import DATA_DIR, ROOT, report
 
 from greenlens.core.batches import predict_images
 from greenlens.core.images import decode_image
 from greenlens.core.tasks import get_task
 
-DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 # In this order, the first k of them: k = 2 adds a mirror, 4 the other mirror and the half turn, 8 the transposes.
 VIEWS = {
     "identity": lambda x: x,

@@ -28,9 +28,8 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, report
+from common import DATA_DIR, ROOT, report
 
-DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 # The commit whose bundled models came before robust training (issue 18).
 OLD_REVISION = "40ceb56"
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",

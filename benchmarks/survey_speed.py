@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,10 +26,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, report
+from common import DATA_DIR, ROOT, report
 
 CACHE = Path(tempfile.gettempdir()) / "greenlens-benchmarks"
-DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 CRS, PIXEL = "EPSG:32614", 0.05
 
 

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, report
+from common import DATA_DIR, report
 
 from greenlens.core.backbones import feature_model, get_backbone
 from greenlens.core.images import decode_image
 from greenlens.core.litert import TILE_MODEL, LiteRTModel, convert
 from greenlens.core.ood import DistributionGuard
-
-DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def main() -> None:

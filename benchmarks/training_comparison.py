@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import keras
 import numpy as np
-from common import RESULTS, ROOT, report
+from common import DATA_DIR, RESULTS, report
 
 from greenlens.core.backbones import build_backbone, build_classifier, get_backbone
 from greenlens.core.batches import predict_images
 from greenlens.core.tasks import TASKS, get_task
 from greenlens.training import data
 from greenlens.training.finetune import TrainConfig, augment, fine_tune
-
-DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def kept_rows(rerun: list[str]) -> list[dict]:
