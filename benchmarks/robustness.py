@@ -7,7 +7,7 @@ judge, and answered wrong, for the old models (a git revision, before robust tra
 ones (models/). None of these corruption implementations is used in training (the AugMix protocol:
 greenlens.training.augment), and the test split set nothing in training or selection.
 
-    python benchmarks/robustness.py [--old REV] [--tasks leaf cactus] [--images N]
+    python benchmarks/robustness.py [--old REV] [--tasks leaf cactus] [--images N | TASK=N ...]
 
 Writes benchmarks/results/robustness.json and prints the tables the README and the cards quote.
 """
@@ -180,22 +180,33 @@ def outcomes(classifier, images: list[np.ndarray], labels: list[str]) -> dict[st
     return {"right": right / n, "refused_ood": ood / n, "refused_quality": poor / n, "wrong": wrong / n}
 
 
+def images_per_task(values: list[str]) -> dict[str, int]:
+    """`--images` as a count per task: "N" sets every task, "TASK=N" one; the rest keep their defaults."""
+    counts = {"leaf": 120, "cactus": 1000}
+    for value in values:
+        task, _, count = value.rpartition("=")
+        counts.update({task: int(count)} if task else dict.fromkeys(counts, int(count)))
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", default=OLD_REVISION, help="git revision of the models to compare with")
     parser.add_argument("--tasks", nargs="+", default=["leaf", "cactus"])
     parser.add_argument("--new", type=Path, default=ROOT / "models", help="folder of the new models (default: models/)")
-    parser.add_argument("--images", type=int, default=0, help="test images per condition (default: leaf 120, cactus 1,000)")
+    parser.add_argument("--images", nargs="+", default=[], metavar="N|TASK=N",
+                        help="test images per condition, for every task or per task (default: leaf=120 cactus=1000)")
     parser.add_argument("--update-cards", action="store_true",
                         help="write the results into the new models' metrics.json and model cards (How it holds up)")
     args = parser.parse_args()
+    args.per_task = images_per_task(args.images)
     from greenlens.core.inference import Classifier
 
     old_root = old_models(args.old)
     rows, summary, ood_rows = [], {}, []
     for task in args.tasks:
         started = time.perf_counter()
-        images, labels = held_out_split(task, args.images or {"leaf": 120, "cactus": 1000}[task])
+        images, labels = held_out_split(task, args.per_task[task])
         models = {"old": Classifier.load(str(old_root / task)), "new": Classifier.load(str(args.new / task))}
         conditions = [("clean", 0, images)]
         jobs = [(name, severity) for name in CORRUPTIONS for severity in SEVERITIES]
@@ -230,7 +241,7 @@ def main() -> int:
         print(f"{key}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
     report("robustness", rows, {"summary": summary, "out_of_distribution": ood_rows, "old_revision": args.old,
                                 "seen_in_kind": sorted(SEEN_IN_KIND),
-                                "images_per_condition": args.images or "leaf 120, cactus 1000"})
+                                "images_per_condition": {task: args.per_task[task] for task in args.tasks}})
     for row in ood_rows:
         print(row)
     if args.update_cards:
@@ -259,9 +270,9 @@ def card_section(task: str, rows: list[dict], ood_rows: list[dict], args) -> dic
         by_model = {r["model"]: r for r in ood_rows if r["task"] == task and r["set"] == name}
         ood.append({"set": name, "images": by_model["new"]["images"], "new": by_model["new"]["refused"],
                     "old": by_model["old"]["refused"]})
-    images = args.images or {"leaf": 120, "cactus": 1000}[task]
-    return {"images": images, "old_revision": args.old, "rows": table, "out_of_distribution": ood,
-            "command": "python benchmarks/robustness.py --update-cards" + (f" --images {args.images}" if args.images else "")}
+    images = args.per_task[task]
+    command = " ".join(["python benchmarks/robustness.py --update-cards", *(["--images", *args.images] if args.images else [])])
+    return {"images": images, "old_revision": args.old, "rows": table, "out_of_distribution": ood, "command": command}
 
 
 def update_card(folder: Path, section: dict) -> None:

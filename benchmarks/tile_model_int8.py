@@ -43,7 +43,7 @@ def main() -> None:
     calibration = np.stack([decode_image(train_folder / training[i]["id"]) for i in chosen]).astype(np.float32)
     layers = list(get_backbone("mobilenet_v2").guard_layers)
     int8 = Path(tempfile.mkdtemp()) / "tiles_int8.tflite"
-    int8.write_bytes(convert(feature_model(model, layers, 32)[0], calibration))
+    int8.write_bytes(convert(feature_model(model, layers, 32, views=1)[0], calibration))  # as tiles.tflite
     guard = DistributionGuard.load(folder)
     rows = []
     for name, path in (("float32 (ships)", folder / TILE_MODEL), ("int8, full integer", int8)):

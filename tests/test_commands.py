@@ -76,7 +76,7 @@ def test_export_writes_the_runtime_files_into_a_model_folder(tmp_path):
     folder = tmp_path / "cactus"
     shutil.copytree(ROOT / "models" / "cactus", folder, ignore=shutil.ignore_patterns(TILE_MODEL, "classifier*"))
     result = subprocess.run([sys.executable, "train.py", "export", str(folder), "--data-root", str(tmp_path / "no-data")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "not measured: the data is not at hand" in result.stdout
     for name in (TILE_MODEL, "classifier.tflite"):

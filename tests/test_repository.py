@@ -29,6 +29,23 @@ def test_model_with_code_is_refused(tmp_path):
         repository.load(str(folder))
 
 
+def test_a_model_saved_again_into_its_repo_replaces_only_the_keras_files(tmp_path):
+    """`train.py views` saves a model into a repo that holds one already (and the empty `assets/` an earlier
+    save left, which Keras itself refuses): the Keras files are replaced, the repo's other files stay."""
+    import numpy as np
+
+    first = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    repository.save_model(first, tmp_path)
+    (tmp_path / "assets").mkdir(exist_ok=True)
+    (tmp_path / "labels.json").write_text('["a", "b"]')
+    second = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer="ones")])
+    repository.save_model(second, tmp_path)
+    reloaded = keras.saving.load_model(str(tmp_path), compile=False)
+    np.testing.assert_allclose(reloaded.predict_on_batch(np.ones((1, 3))), [[3.0, 3.0]])
+    assert (tmp_path / "labels.json").read_text() == '["a", "b"]'
+    assert not [path for path in tmp_path.parent.iterdir() if path.name.startswith(f".{tmp_path.name}.keras-")]
+
+
 def test_folder_without_model_files_is_named(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(repository.ModelSourceError, match=r"model\.weights\.h5 is missing"):

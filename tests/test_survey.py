@@ -80,7 +80,11 @@ def surveyed(labelled, classifier, tmp_path_factory):
 
 
 def single_tile_probabilities(tiles) -> np.ndarray:
-    model = Classifier.load(str(MODEL)).model
+    """The classifier's probability of a cactus for each tile on its own, on the one view a survey's tile model
+    answers on (the app averages the recipe's views: greenlens.core.litert.write_tile_model says why surveys don't)."""
+    from greenlens.core.backbones import answering_on_views
+
+    model = answering_on_views(Classifier.load(str(MODEL)).model, 1)
     return np.concatenate([model.predict_on_batch(tile[None].astype(np.float32))[:, 0] for tile in tiles])
 
 

@@ -155,6 +155,43 @@ def test_guard_refit_of_a_repo_reproduces_the_guard_training_fitted(leaf_run, le
     assert refitted["ood"]["command"] in (folder / "README.md").read_text()
 
 
+def test_views_of_a_repo_make_it_answer_on_them_with_the_same_weights(leaf_run, leaf_dir, tmp_path):
+    """`train.py views` makes a repo's classifier answer on other views of each image (for repos trained before
+    their recipe did): the same weights, its probabilities the mean over exactly those views, the held-out splits
+    and their metrics written again from them, the guard (which reads the image's own view) as it was, and the card
+    naming the command."""
+    import shutil
+
+    from greenlens.cli.train import main
+    from greenlens.core.backbones import answering_on_views
+    from greenlens.core.ood import DistributionGuard
+
+    out, record = leaf_run
+    assert record["recipe"]["answer_views"] == LEAF.recipe().answer_views == 8
+    folder = shutil.copytree(out, tmp_path / "leaf")
+    assert main(["views", str(folder), "--views", "2", "--data", str(leaf_dir / "color"), str(leaf_dir / "segmented")]) == 0
+    again = json.loads((folder / "metrics.json").read_text())
+    assert again["recipe"] == {**record["recipe"], "answer_views": 2}
+    assert again["views_command"].startswith("python train.py views ")
+    assert again["views_command"] in (folder / "README.md").read_text()
+    trained = keras.saving.load_model(str(out), compile=False)
+    model = keras.saving.load_model(str(folder), compile=False, safe_mode=True)
+    assert (parts(trained).views, parts(model).views) == (8, 2)
+    for layer in ("probabilities", "resize"):
+        for a, b in zip(trained.get_layer(layer).get_weights(), model.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    one_view = answering_on_views(trained, 1)
+    images = np.stack([decode_image(leaf_dir / "color" / "Strawberry___healthy" / name) for name in
+                       sorted(os.listdir(leaf_dir / "color" / "Strawberry___healthy"))[:4]]).astype(np.float32)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    np.testing.assert_allclose(model.predict_on_batch(images), (one_view.predict_on_batch(images)
+                                                                + one_view.predict_on_batch(mirrored)) / 2, atol=2e-6)
+    assert_reloaded_model_gives_the_recorded_probabilities(folder, leaf_dir, "test")
+    assert again["metrics"]["count"] == record["metrics"]["count"]
+    np.testing.assert_allclose(DistributionGuard.load(folder).groups[-1].threshold,
+                               DistributionGuard.load(out).groups[-1].threshold, rtol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def cactus_run(tmp_path_factory, request):
     cactus_dir = request.getfixturevalue("cactus_dir")
@@ -189,17 +226,23 @@ def test_cactus_pipeline_on_real_tiles(cactus_run, cactus_dir):
     assert (out / "tiles_small.tflite").is_file() == student["shipped"]
     assert "## Survey tile model" in (out / "README.md").read_text()
     assert_reloaded_model_gives_the_recorded_probabilities(out, cactus_dir.parent)  # rows name aerial-cactus/train/<id>
-    # The survey's tile model ships in the repo and gives Keras' numbers for 32 x 32 tiles: the
-    # probabilities, and the out-of-distribution guard's features.
+    # The survey's tile model ships in the repo and gives Keras' numbers for 32 x 32 tiles on one view of each: the
+    # probabilities, and the out-of-distribution guard's features. The classifier itself answers on the recipe's
+    # views, with the same features.
     from greenlens.core.backbones import feature_model
     from greenlens.core.litert import LiteRTModel
 
     tiles = np.stack([decode_image(p) for p in sorted((cactus_dir / "train").iterdir())[:70]]).astype(np.float32)
     keras_model = keras.saving.load_model(str(out), compile=False)
+    assert parts(keras_model).views == CACTUS.recipe().answer_views == record["recipe"]["answer_views"] > 1
     features, probabilities = LiteRTModel(out / "tiles.tflite")(tiles)
-    np.testing.assert_allclose(probabilities, keras_model.predict_on_batch(tiles), atol=1e-4)
-    expected_features, _ = feature_model(keras_model, list(get_backbone("mobilenet_v2").guard_layers))[0].predict_on_batch(tiles)
+    layers = list(get_backbone("mobilenet_v2").guard_layers)
+    expected_features, one_view = feature_model(keras_model, layers, views=1)[0].predict_on_batch(tiles)
+    np.testing.assert_allclose(probabilities, one_view, atol=1e-4)
     np.testing.assert_allclose(features, expected_features, rtol=1e-3, atol=1e-3)
+    answered_features, answered = feature_model(keras_model, layers)[0].predict_on_batch(tiles)
+    np.testing.assert_allclose(answered, keras_model.predict_on_batch(tiles), atol=1e-5)
+    np.testing.assert_allclose(answered_features, expected_features, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.slow

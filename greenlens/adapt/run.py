@@ -108,10 +108,11 @@ def as_examples(task: Task, tiles: AnnotatedTiles) -> data.Examples:
 
 
 def judge(task: Task, model, guard, examples: data.Examples) -> dict:
-    """A model on held-out tiles: accuracy and ROC AUC of its probabilities, the share its guard flags, and the
-    survey's count (tiles at or above the survey's THRESHOLD and not flagged) against the marked cacti's tiles."""
+    """A model on held-out tiles as a survey runs it (one view of each tile: greenlens.core.litert.write_tile_model):
+    accuracy and ROC AUC of its probabilities, the share its guard flags, and the survey's count (tiles at or above
+    the survey's THRESHOLD and not flagged) against the marked cacti's tiles."""
     layers = list(guard.layers) if guard is not None else []
-    features, probabilities = predict_images(feature_model(model, layers)[0], examples.images)
+    features, probabilities = predict_images(feature_model(model, layers, views=1)[0], examples.images)
     flagged = guard.flags(features) if guard is not None else np.zeros(len(examples), bool)
     metrics = evaluation.evaluate(task, probabilities, examples.labels, examples.sources)
     marked = int((examples.labels == task.positive_index).sum())

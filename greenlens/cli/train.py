@@ -8,6 +8,7 @@
     python train.py export models/cactus                # (re)write the tile model, LiteRT and ONNX files of a folder
     python train.py distill models/cactus               # (re)distil the survey's small tile model of a folder
     python train.py guard models/leaf                   # fit a folder's guard and quality check again (same weights)
+    python train.py views models/cactus                 # make a folder's classifier answer on its recipe's views
     python train.py adapt --from models/cactus flight.tif --points cacti.gpkg --areas annotated.gpkg --tile-size 48 \
         --out models/cactus-flight                      # adapt to your own flight (`python train.py adapt --help`)
 
@@ -24,6 +25,7 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -46,6 +48,7 @@ RECIPE_HELP = {
     "batch_size": "training batch size",
     "patience": "epochs without a better validation loss before a stage stops",
     "dropout": "dropout before the dense head",
+    "answer_views": "flips and quarter turns of each image the trained model averages its answer over (1, 2, 4 or 8)",
 }
 
 
@@ -70,7 +73,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                   "classifier, on its own splits, and add it to the folder if it passes the rule")
     guard = commands.add_parser("guard", help="fit an existing model folder's out-of-distribution guard and quality "
                                 "check again, as training now does, on its own splits (the weights stay as they are)")
-    for again in (distill, guard):
+    views = commands.add_parser("views", help="make an existing model folder's classifier answer on flips and quarter "
+                                "turns of each image (the weights stay as they are): evaluated again on its own splits, "
+                                "its quality check and guard fitted again, its runtime files and card written again")
+    views.add_argument("--views", type=int, choices=[1, 2, 4, 8],
+                       help="how many (default: the task's default recipe's answer_views)")
+    for again in (distill, guard, views):
         again.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
         again.add_argument("--data", nargs="+", type=Path, help="its data folder(s) (default: $DATA_DIR/<the task's folders>)")
         again.add_argument("--ood-data", type=Path, help="other images to measure the guards on, as for training")
@@ -82,9 +90,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                        examples_from=args.examples_from)
     if args.command == "export":
         return export_runtimes(args.model_dir, args.data_root or _data_root(args.model_dir))
-    if args.command in ("distill", "guard"):
+    if args.command in ("distill", "guard", "views"):
         return refit(args.command, args.model_dir, args.data, args.ood_data,
-                     command=portable_command(sys.argv[1:] if argv is None else argv))
+                     command=portable_command(sys.argv[1:] if argv is None else argv), views=getattr(args, "views", None))
     try:
         return train(args, sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
@@ -220,16 +228,21 @@ def publish(model_dir: Path, repo_id: str, *, private: bool, min_accuracy: float
     return 0
 
 
-def refit(what: str, model_dir: Path, data_dirs: list[Path] | None, ood_data: Path | None, *, command: str) -> int:
-    """`distill` or `guard`: a part of an existing model repo made again from its classifier and its splits."""
+def refit(what: str, model_dir: Path, data_dirs: list[Path] | None, ood_data: Path | None, *, command: str,
+          views: int | None = None) -> int:
+    """`distill`, `guard` or `views`: a part of an existing model repo made again from its classifier and its splits."""
     import json
+    from functools import partial
 
     from greenlens.training.guard import read_other_images
-    from greenlens.training.pipeline import distill_into, refit_guard_into
+    from greenlens.training.pipeline import answer_on_views_into, distill_into, refit_guard_into
 
-    name = json.loads((Path(model_dir) / "task.json").read_text())["name"]
-    folders = data_dirs or [DATA_DIR / folder for folder in get_task(name).data_folders]
-    step = {"distill": distill_into, "guard": refit_guard_into}[what]
+    task = get_task(json.loads((Path(model_dir) / "task.json").read_text())["name"])
+    folders = data_dirs or [DATA_DIR / folder for folder in task.data_folders]
+    steps: dict[str, Callable[..., dict]] = {
+        "distill": distill_into, "guard": refit_guard_into,
+        "views": partial(answer_on_views_into, views=views or task.recipe().answer_views)}
+    step = steps[what]
     step(model_dir, folders, command=command, other_images=read_other_images(ood_data))
     return 0
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,8 @@ def build_classifier(
 ) -> tuple[keras.Model, list[keras.layers.Layer]]:
     """Raw RGB image of any size -> one softmax probability per class.
 
-    Returns the model and its head layers, which stage 1 trains on cached features.
-    """
+    Returns the model and its head layers, which stage 1 trains on cached features. It answers on the
+    image's own view; `answering_on_views` makes it average several (after training)."""
     head = [
         keras.layers.Dropout(dropout, name=DROPOUT),
         keras.layers.Dense(num_classes, activation="softmax", name=PROBABILITIES),
@@ -125,8 +126,59 @@ def build_classifier(
     return keras.Model(inputs, x, name="classifier"), head
 
 
+def answering_on_views(model: keras.Model, views: int) -> keras.Model:
+    """`model` (the same layers and weights) answering with its probabilities averaged over `views` dihedral views
+    of each image (`dihedral_views`): test-time augmentation, inside the saved model, so that a model loaded from the
+    Hub answers as the app does. `model` itself where it already answers on that many."""
+    p = parts(model)
+    if p.views == views:
+        return model
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    return keras.Model(inputs, _answer(p, p.preprocess(inputs), views), name="classifier")
+
+
+def dihedral_views(x, count: int) -> list:
+    """The first `count` (1, 2, 4 or 8) of the eight flips and quarter turns of a batch of square images: the image,
+    its mirror image, then the upside-down pair, then the transposes of those four. A nadir tile has no up, and leaves
+    are trained at any rotation, so each view means the same as the image.
+
+    Built from standard layers only, so `keras.saving.load_model` reads the model in safe mode without our package:
+    a transpose is a Permute, and a mirror a Dense layer whose fixed kernel is the reversed identity, applied to each
+    row's pixels (exact in float32: each output is one input times 1, plus zeros)."""
+    if count not in (1, 2, 4, 8):
+        raise ValueError(f"views must be 1, 2, 4 or 8 of the dihedral group, not {count}")
+    side = int(x.shape[2])
+    pixels_last = keras.layers.Permute((1, 3, 2), name="view_pixels_last")  # its own inverse
+    reverse = keras.layers.Dense(side, use_bias=False, trainable=False, name="view_mirror")
+    transpose = keras.layers.Permute((2, 1, 3), name="view_transpose")
+
+    def mirror(images):
+        return pixels_last(reverse(pixels_last(images)))
+
+    views = [x]
+    if count > 1:
+        views.append(mirror(x))
+        reverse.set_weights([np.eye(side, dtype="float32")[::-1]])
+    if count > 2:
+        upside_down = transpose(mirror(transpose(x)))
+        views += [upside_down, mirror(upside_down)]
+    if count > 4:
+        views += [transpose(view) for view in views]
+    return views
+
+
+def _answer(p: ClassifierParts, x, views: int, pooled=None):
+    """The head's probabilities for preprocessed images `x`, averaged over `views` dihedral views (`pooled`: the
+    backbone's output for `x` itself, where the caller has it already)."""
+    images = dihedral_views(x, views)
+    outputs = [p.head(pooled if pooled is not None and index == 0 else p.backbone(image))
+               for index, image in enumerate(images)]
+    return outputs[0] if views == 1 else keras.layers.Average(name=VIEW_AVERAGE)(outputs)
+
+
 # The classifier's layer names: saved models are found again by them.
 RESIZE, SCALING, DROPOUT, PROBABILITIES = "resize", "backbone_scaling", "head_dropout", "probabilities"
+VIEW_AVERAGE = "view_average"
 
 
 @dataclass(frozen=True)
@@ -138,6 +190,7 @@ class ClassifierParts:
     backbone: keras.Model
     dropout: keras.layers.Dropout
     dense: keras.layers.Dense
+    views: int = 1  # dihedral views of each image whose probabilities the model averages
 
     def preprocess(self, x):
         """Raw pixels -> what the backbone takes: resized and scaled as inside the model."""
@@ -148,20 +201,27 @@ class ClassifierParts:
 
 
 def parts(model: keras.Model) -> ClassifierParts:
+    average = next((layer for layer in model.layers if layer.name == VIEW_AVERAGE), None)
     return ClassifierParts(
         resize=model.get_layer(RESIZE),
         scaling=model.get_layer(SCALING),
         backbone=next(layer for layer in model.layers if isinstance(layer, keras.Model)),
         dropout=model.get_layer(DROPOUT),
         dense=model.get_layer(PROBABILITIES),
+        views=len(average.input) if average is not None else 1,
     )
 
 
-def feature_model(model: keras.Model, layers: list[str], tile: int | None = None) -> tuple[keras.Model, list[int]]:
+def feature_model(model: keras.Model, layers: list[str], tile: int | None = None, *,
+                  views: int | None = None) -> tuple[keras.Model, list[int]]:
     """The classifier with a first output added, the out-of-distribution guard's features: colour
     statistics of the model's input (channel means and mean squares), channel means of `layers`,
     and the pooled backbone features the head reads. One forward pass gives both outputs.
-    With `tile`, for tile x tile inputs only, as surveys run it. Returns the group sizes too."""
+    With `tile`, for tile x tile inputs only, as surveys run it. Returns the group sizes too.
+
+    The features are always the image's own view's; the probabilities are averaged over `views`
+    (default: as many as the model averages). The guard therefore reads the same features whatever
+    number of views answers, and one guard serves the classifier and its one-view survey tile model."""
     p = parts(model)
     inputs, x = _tile_input(p, tile) if tile else (model.input, p.preprocess(model.input))
     inner = keras.Model(p.backbone.input, [*(p.backbone.get_layer(name).output for name in layers), p.backbone.output])
@@ -171,15 +231,17 @@ def feature_model(model: keras.Model, layers: list[str], tile: int | None = None
     ])
     groups = [colour, *(keras.layers.GlobalAveragePooling2D()(feature_map) for feature_map in maps), pooled]
     sizes = [int(group.shape[-1]) for group in groups]
-    return keras.Model(inputs, [keras.layers.Concatenate()(groups), p.head(pooled)]), sizes
+    probabilities = _answer(p, x, p.views if views is None else views, pooled)
+    return keras.Model(inputs, [keras.layers.Concatenate()(groups), probabilities]), sizes
 
 
 def fixed_size_model(model: keras.Model, side: int) -> keras.Model:
     """`model` for side x side inputs only (any batch): the same layers and weights, probabilities
-    only. At the model's own input size the resize is a no-op: what LiteRT and ONNX runtimes take."""
+    only, averaged over the same views. At the model's own input size the resize is a no-op: what
+    LiteRT and ONNX runtimes take."""
     p = parts(model)
     inputs, x = _tile_input(p, side)
-    return keras.Model(inputs, p.head(p.backbone(x)), name="fixed_size_classifier")
+    return keras.Model(inputs, _answer(p, x, p.views), name="fixed_size_classifier")
 
 
 def _tile_input(p: ClassifierParts, tile: int):

@@ -2,8 +2,8 @@
 written, run with the maintained `ai-edge-litert` runtime (XNNPACK CPU kernels).
 
 The survey's tile model ships in the model repo as `tiles.tflite`: the classifier for 32 x 32
-tiles with the out-of-distribution guard's features as a second output, the same layers and
-weights, probabilities within ~1e-6 of Keras and about 3x as fast on a CPU. Nothing is compiled
+tiles on one view of each, with the out-of-distribution guard's features as a second output, the
+same layers and weights, probabilities within ~1e-6 of Keras on that view and about 3x as fast on a CPU. Nothing is compiled
 when the app starts, and running it needs no TensorFlow.
 """
 
@@ -45,11 +45,13 @@ def convert(model, calibration: np.ndarray | None = None) -> bytes:
 
 def write_tile_model(model, folder: Path, tile: int, guard_layers: list[str]) -> Path:
     """Writes the classifier for `tile` x `tile` tiles (any batch), with the guard's features, into
-    a model repo folder."""
+    a model repo folder. On one view of each tile, whatever the classifier averages: a survey classifies
+    hundreds of thousands of tiles, and eight passes each would cost it eight times the time (the
+    distilled tile model is how surveys are meant to get more accuracy: greenlens.training.distill)."""
     from greenlens.core.backbones import feature_model
 
     path = Path(folder) / TILE_MODEL
-    path.write_bytes(convert(feature_model(model, guard_layers, tile)[0]))
+    path.write_bytes(convert(feature_model(model, guard_layers, tile, views=1)[0]))
     return path
 
 

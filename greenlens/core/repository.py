@@ -66,9 +66,18 @@ def atomic_directory(destination: Path):
 
 
 def save_model(model: keras.Model, folder: Path) -> None:
+    """The Keras files (config.json, metadata.json, model.weights.h5) into `folder`, replacing those of a repo
+    already there: Keras writes them into an empty folder beside it, and each then replaces its namesake (Keras
+    refuses a folder that holds an `assets/` of an earlier save)."""
     import keras
 
-    keras.saving.save_model(model, str(folder), zipped=False)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{folder.name}.keras-", dir=folder.parent) as staging:
+        keras.saving.save_model(model, staging, zipped=False)
+        for path in Path(staging).iterdir():
+            if path.is_file():
+                os.replace(path, folder / path.name)
 
 
 def write_json(path: Path, value) -> None:

@@ -79,7 +79,7 @@ def _build(a: Augmentation, side: int):
             A.GaussNoise(std_range=(0.01, a.noise), per_channel=True),
             A.ISONoise(color_shift=(0.01, 0.06), intensity=(0.1, 0.2 + 4 * a.noise)),
             A.MultiplicativeNoise(multiplier=(1 - 2 * a.noise, 1 + 2 * a.noise), per_channel=True, elementwise=True),
-        ], p=0.4),
+        ], p=a.noise_share),
         # Darkening is held to 0.7 of the lightening: with a lowered contrast and a dark subject it soon
         # leaves nothing to see.
         A.RandomBrightnessContrast(brightness_limit=(-0.7 * a.light, a.light), contrast_limit=(-max(a.light, a.haze), a.light),

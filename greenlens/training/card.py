@@ -82,6 +82,7 @@ def render_card(info: dict, template: Path = TEMPLATE, *, widget: list[dict] | N
         timings_text=", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in info["timings"].items()),
         versions_text=", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         command=info["command"],
+        views_command=info.get("views_command"),
         ood=info.get("ood"),
         robustness=info.get("robustness"),
         adaptation=info.get("adaptation"),

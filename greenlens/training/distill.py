@@ -56,7 +56,8 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
     on the validation tiles' labels, fits its guard, and measures it against the teacher on the test split."""
     keras.utils.set_random_seed(seed)
     train, validation, test = splits["train"], splits["validation"], splits["test"]
-    teacher_features = feature_model(teacher, teacher_layers, tile)[0]
+    # The teacher is the tile model the student would replace in surveys: the classifier on one view of each tile.
+    teacher_features = feature_model(teacher, teacher_layers, tile, views=1)[0]
     classes = int(teacher.output.shape[-1])
     outliers = guard_fitting.outlier_images(augmentation, tile, photo_crops=recipe.photo_crops)
     started = time.perf_counter()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from greenlens.core.backbones import build_backbone, build_classifier, get_backbone, parts
+from greenlens.core.backbones import answering_on_views, build_backbone, build_classifier, get_backbone, parts
 from greenlens.core.batches import predict_images
 from greenlens.core.tasks import Augmentation, Recipe
 from greenlens.training import augment as augmenting
@@ -44,7 +44,8 @@ class TrainResult:
 
 def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels, val_images, val_labels, *,
               start: keras.Model | None = None) -> TrainResult:
-    """Builds the classifier and trains it in two stages; returns it with curves and timings. With `start`
+    """Builds the classifier and trains it in two stages; returns it, answering on the recipe's views, with curves
+    and timings. With `start`
     (a trained classifier, e.g. adapting it to a new flight) that model is trained further, in place, by
     the same two stages instead of a new one on `config.weights`."""
     keras.utils.set_random_seed(config.seed)
@@ -76,6 +77,7 @@ def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels,
     timings["stage2_fine_tune"] = time.perf_counter() - started
 
     freeze(backbone)
+    model = answering_on_views(model, recipe.answer_views)
     return TrainResult(model, {"stage1_head": head_history, "stage2_fine_tune": fine_tune_history}, timings)
 
 

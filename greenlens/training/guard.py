@@ -30,7 +30,10 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
     probabilities on the validation and test images: the guard's feature pass computes them anyway,
     so evaluating the model needs no pass of its own."""
     features_model, sizes = feature_model(model, layers)
-    train_features = predict_images(features_model, train_images, desc="Guard features, training images and views")[0]
+    # The guard's features are the image's own view's whatever the model averages: where only they are wanted, one
+    # view computes them (a model answering on 8 views would spend 8 passes on probabilities nobody reads).
+    one_view = feature_model(model, layers, views=1)[0]
+    train_features = predict_images(one_view, train_images, desc="Guard features, training images and views")[0]
     held_out = {
         split: predict_images(features_model, images, desc=f"Evaluating on {split} images (and guard features)")
         for split, images in (("validation", validation_images), ("test", test_images))
@@ -39,7 +42,7 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
     if len(threshold_images):
         views = predict_images(features_model, list(threshold_images), desc="Guard features, validation views")
     if len(outlier_images):
-        outlier_features = predict_images(features_model, list(outlier_images), desc="Guard features, made-up outliers")[0]
+        outlier_features = predict_images(one_view, list(outlier_images), desc="Guard features, made-up outliers")[0]
     guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0],
                     view_features=views[0] if views else None, outlier_features=outlier_features)
     if quality is not None and threshold_labels is not None and views is not None:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from greenlens.core import litert, repository, runtimes
-from greenlens.core.backbones import get_backbone
+from greenlens.core.backbones import answering_on_views, get_backbone
 from greenlens.core.folder_csv import probability_column
 from greenlens.core.ood import DistributionGuard
 from greenlens.core.quality import QualityCheck
@@ -248,26 +248,38 @@ def write_repo(out_dir: Path, task: Task, model, record: dict, probabilities: di
         guard.save(folder)
         if quality is not None:
             quality.save(folder)
-        test, train = splits["test"], splits["train"]
         if exports != "none":
-            calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]
-            runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if exports == "all" else None)
-            record["runtimes"] = runtimes.measure(folder, model, test.images, test.labels)
+            record["runtimes"] = write_runtimes(folder, model, splits, int8=exports == "all")
         if student is not None:
             record["tile_student"] = student_record(student)
             write_student(folder, student)
         repository.write_json(folder / "labels.json", task.labels)
         repository.write_json(folder / "task.json", record["task"])
         repository.write_json(folder / "metrics.json", record)
-        for name in ("validation", "test"):
-            _write_predictions(folder / f"{name}.csv", task, splits[name], probabilities[name])
+        write_evaluation(folder, task, record, probabilities, splits)
         evaluation.plot_training_curves(record["history"], folder / "training_curves.png")
-        evaluation.plot_confusion_matrix(task, record["metrics"], folder / "confusion_matrix.png", split="test")
-        if record["metrics"]["roc_auc"] is not None:
-            evaluation.plot_roc_curve(task, probabilities["test"], splits["test"].labels, folder / "roc_curve.png", split="test")
         if task.survey_tile:
             litert.write_tile_model(model, folder, task.survey_tile, list(guard.layers))
         render_card(record).save(folder / "README.md")
+
+
+def write_runtimes(folder: Path, model, splits: dict[str, data.Examples], *, int8: bool) -> dict:
+    """The classifier's files for other runtimes (greenlens.core.runtimes; int8 calibrated on 200 training images),
+    measured on the test split: the record's `runtimes`."""
+    test, train = splits["test"], splits["train"]
+    calibration = [train.images[i] for i in np.random.default_rng(0).permutation(len(train))[:200]]
+    runtimes.write(model, folder, runtimes.at_input_size(model, calibration) if int8 else None)
+    return runtimes.measure(folder, model, test.images, test.labels)
+
+
+def write_evaluation(folder: Path, task: Task, record: dict, probabilities: dict[str, np.ndarray],
+                     splits: dict[str, data.Examples]) -> None:
+    """test.csv and validation.csv (each held-out image with its probability), and the test split's plots."""
+    for name in ("validation", "test"):
+        _write_predictions(folder / f"{name}.csv", task, splits[name], probabilities[name])
+    evaluation.plot_confusion_matrix(task, record["metrics"], folder / "confusion_matrix.png", split="test")
+    if record["metrics"]["roc_auc"] is not None:
+        evaluation.plot_roc_curve(task, probabilities["test"], splits["test"].labels, folder / "roc_curve.png", split="test")
 
 
 def _write_predictions(path: Path, task: Task, examples: data.Examples, probabilities: np.ndarray) -> None:
@@ -434,16 +446,11 @@ def refit_guard_into(model_dir: Path, data_dirs: list[Path], *, command: str, ot
     """Fits the guard and the quality check of an existing model repo again, as training does (`fit_guard`, with
     the run's recipe, augmentation and seed), on the same splits, and replaces them: for a repo trained before the
     guard's fitting changed. The weights, and so every other number, stay as they are. Returns the record."""
-    from greenlens.core.tasks import Augmentation, Recipe
-
     folder = Path(model_dir)
     repo, _, splits = load_with_splits(folder, data_dirs)
     record = repo.metrics
-    augmentation: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
-                                    for key, value in record["run"]["augmentation"].items()}
-    config = TrainConfig(Recipe(**record["recipe"]), augmentation=Augmentation(**augmentation), seed=record["run"]["seed"])
-    everything = [image for part in splits.values() for image in part.images]
-    fitted = fit_guard(repo.model, config, splits, typical_size=_typical_size(everything), other_images=other_images or {})
+    fitted = fit_guard(repo.model, recorded_config(record), splits, typical_size=_typical_size_of(splits),
+                       other_images=other_images or {})
     record["ood"] = {**fitted.report, "command": command}
     card = render_card(record)  # before anything is replaced: a card that cannot be made stops it here
     fitted.guard.save(folder)
@@ -452,3 +459,49 @@ def refit_guard_into(model_dir: Path, data_dirs: list[Path], *, command: str, ot
     card.save(folder / "README.md")
     log(_guard_summary(fitted.report))
     return record
+
+
+def answer_on_views_into(model_dir: Path, data_dirs: list[Path], *, views: int, command: str,
+                         other_images: dict | None = None, log=print) -> dict:
+    """Makes an existing model repo's classifier answer on `views` flips and quarter turns of each image
+    (`Recipe.answer_views`; the weights stay as they are), as training a recipe with those views would have: evaluated
+    again on its own splits (the metrics, test.csv, validation.csv and plots), its guard and quality check fitted
+    again on what it now answers (`fit_guard`: the guard reads the image's own view, so what moves is the quality
+    check's `min_confidence`), its files for other runtimes written and measured again, the card rendered. The
+    survey's tile models (one view) stay. For a repo trained before its recipe answered on views. Returns the record."""
+    folder = Path(model_dir)
+    repo, task, splits = load_with_splits(folder, data_dirs)
+    record = repo.metrics
+    config = recorded_config(record)
+    config = replace(config, recipe=replace(config.recipe, answer_views=views))
+    model = answering_on_views(repo.model, views)
+    fitted = fit_guard(model, config, splits, typical_size=_typical_size_of(splits), other_images=other_images or {})
+    metrics = {name: evaluation.evaluate(task, fitted.probabilities[name], splits[name].labels, splits[name].sources)
+               for name in ("test", "validation")}
+    record.update(metrics=metrics["test"], validation_metrics=metrics["validation"], recipe=asdict(config.recipe),
+                  ood={**fitted.report, "command": command}, views_command=command)
+    render_card(record)  # before anything is replaced: a card that cannot be made stops it here
+    repository.save_model(model, folder)
+    fitted.guard.save(folder)
+    fitted.quality.save(folder)
+    write_evaluation(folder, task, record, fitted.probabilities, splits)
+    if record.get("runtimes"):
+        record["runtimes"] = write_runtimes(folder, model, splits, int8=True)
+    repository.write_json(folder / "metrics.json", record)
+    render_card(record).save(folder / "README.md")
+    for name in ("test", "validation"):
+        log(_summary(name, metrics[name]))
+    return record
+
+
+def recorded_config(record: dict) -> TrainConfig:
+    """The TrainConfig of the run a record describes: its recipe, augmentation and seed."""
+    from greenlens.core.tasks import Augmentation, Recipe
+
+    augmentation: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                                    for key, value in record["run"]["augmentation"].items()}
+    return TrainConfig(Recipe(**record["recipe"]), augmentation=Augmentation(**augmentation), seed=record["run"]["seed"])
+
+
+def _typical_size_of(splits: dict[str, data.Examples]) -> int:
+    return _typical_size([image for part in splits.values() for image in part.images])
