@@ -1,6 +1,7 @@
 """A classifier that answers on several flips and quarter turns of each image (test-time augmentation) holds them
-as standard Keras layers: its probabilities are the mean of the one-view model's over exactly those views, it
-reloads in safe mode, and the guard's features stay the image's own view's."""
+as standard Keras layers and operations, with one backbone call for all views: its probabilities are the mean of
+the one-view model's over exactly those views, it reloads in safe mode, and the guard's features stay the image's
+own view's."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 
 from greenlens.core.backbones import (
     TILE_CNN,
+    VIEW_AVERAGE,
     answering_on_views,
     build_classifier,
+    dihedral_views,
     feature_model,
     fixed_size_model,
     parts,
@@ -83,6 +86,9 @@ def test_it_reloads_in_safe_mode_from_standard_layers(one_view, images, tmp_path
     # Nothing of ours: a model pulled from the Hub loads with Keras alone.
     assert modules
     assert all(module.split(".")[0] == "keras" for module in modules), modules
+    # The views pass the backbone as one batch: one call of it in the graph, so tracing and conversion cost one.
+    backbone = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Functional")
+    assert len(backbone["inbound_nodes"]) == 1
     reloaded = keras.saving.load_model(str(tmp_path), compile=False, safe_mode=True)
     assert parts(reloaded).views == 8
     np.testing.assert_allclose(reloaded.predict_on_batch(images), mean_over_views(one_view, images, 8), atol=2e-6)
@@ -102,6 +108,18 @@ def test_the_guard_reads_the_images_own_view_and_runtimes_the_same_views(one_vie
     resized = np.asarray(parts(model).resize(images))
     np.testing.assert_allclose(fixed_size_model(model, side).predict_on_batch(resized),
                                model.predict_on_batch(images), atol=1e-5)
+
+
+def test_a_model_saved_with_one_backbone_call_per_view_still_counts_its_views(one_view, images):
+    """Models saved before the views were one batch average one call per view in an Average layer; they load and
+    answer as before."""
+    p = parts(one_view)
+    inputs = keras.Input((None, None, 3))
+    calls = [p.head(p.backbone(view)) for view in dihedral_views(p.preprocess(inputs), 8)]
+    earlier = keras.Model(inputs, keras.layers.Average(name=VIEW_AVERAGE)(calls))
+    assert parts(earlier).views == 8
+    np.testing.assert_allclose(earlier.predict_on_batch(images), answering_on_views(one_view, 8).predict_on_batch(images),
+                               atol=1e-6)
 
 
 def test_only_whole_subgroups_of_the_views_are_accepted(one_view):

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                 "its quality check and guard fitted again, its runtime files and card written again")
     views.add_argument("--views", type=int, choices=[1, 2, 4, 8],
                        help="how many (default: the task's default recipe's answer_views)")
+    for other in (distill, guard):
+        other.set_defaults(views=None)  # only `views` takes a count; `refit` reads args.views for all three
     for again in (distill, guard, views):
         again.add_argument("model_dir", type=Path, help="model repo folder, e.g. models/cactus")
         again.add_argument("--data", nargs="+", type=Path, help="its data folder(s) (default: $DATA_DIR/<the task's folders>)")
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return export_runtimes(args.model_dir, args.data_root or _data_root(args.model_dir))
     if args.command in ("distill", "guard", "views"):
         return refit(args.command, args.model_dir, args.data, args.ood_data,
-                     command=portable_command(sys.argv[1:] if argv is None else argv), views=getattr(args, "views", None))
+                     command=portable_command(sys.argv[1:] if argv is None else argv), views=args.views)
     try:
         return train(args, sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:

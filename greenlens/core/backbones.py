@@ -142,9 +142,10 @@ def dihedral_views(x, count: int) -> list:
     its mirror image, then the upside-down pair, then the transposes of those four. A nadir tile has no up, and leaves
     are trained at any rotation, so each view means the same as the image.
 
-    Built from standard layers only, so `keras.saving.load_model` reads the model in safe mode without our package:
-    a transpose is a Permute, and a mirror a Dense layer whose fixed kernel is the reversed identity, applied to each
-    row's pixels (exact in float32: each output is one input times 1, plus zeros)."""
+    Built from standard layers only (as `stack_views` and `average_views` use standard operations), so
+    `keras.saving.load_model` reads the model in safe mode without our package: a transpose is a Permute, and a mirror
+    a Dense layer whose fixed kernel is the reversed identity, applied to each row's pixels (exact in float32: each
+    output is one input times 1, plus zeros)."""
     if count not in (1, 2, 4, 8):
         raise ValueError(f"views must be 1, 2, 4 or 8 of the dihedral group, not {count}")
     side = int(x.shape[2])
@@ -167,13 +168,37 @@ def dihedral_views(x, count: int) -> list:
     return views
 
 
-def _answer(p: ClassifierParts, x, views: int, pooled=None):
-    """The head's probabilities for preprocessed images `x`, averaged over `views` dihedral views (`pooled`: the
-    backbone's output for `x` itself, where the caller has it already)."""
-    images = dihedral_views(x, views)
-    outputs = [p.head(pooled if pooled is not None and index == 0 else p.backbone(image))
-               for index, image in enumerate(images)]
-    return outputs[0] if views == 1 else keras.layers.Average(name=VIEW_AVERAGE)(outputs)
+def _answer(p: ClassifierParts, x, views: int):
+    """The head's probabilities for preprocessed images `x`, averaged over `views` dihedral views.
+
+    The views go through the backbone as one batch, view after view (`stack_views`): the graph holds one backbone
+    call whatever their number, so Keras traces it, and LiteRT and ONNX convert it, as fast as for one view."""
+    if views == 1:
+        return p.head(p.backbone(x))
+    return average_views(p.head(p.backbone(stack_views(x, views))), views)
+
+
+def stack_views(x, views: int):
+    """The `views` dihedral views of the batch `x` as one batch of views x n images: all n of the first view, then
+    all n of the next (`first_view` and `average_views` undo it)."""
+    return keras.ops.concatenate(dihedral_views(x, views), axis=0)
+
+
+def first_view(stacked, views: int):
+    """The rows of the image's own view in a batch made by `stack_views` (any per-image values, e.g. features)."""
+    return keras.ops.reshape(stacked, (views, -1, *stacked.shape[1:]))[0]
+
+
+def average_views(stacked, views: int):
+    """Per-image means of the `views` rows of each image in a batch made by `stack_views`: (n, classes)."""
+    per_image = keras.ops.transpose(keras.ops.reshape(stacked, (views, -1, stacked.shape[-1])), (1, 0, 2))
+    return keras.layers.GlobalAveragePooling1D(name=VIEW_AVERAGE)(per_image)
+
+
+def images_per_batch(model: keras.Model, passes: int = 64) -> int:
+    """Images per batch for `model` such that a batch is about `passes` backbone passes: a model answering on 8
+    views passes 8 images through its backbone for each, in one batch, and memory grows with that batch."""
+    return max(1, passes // parts(model).views)
 
 
 # The classifier's layer names: saved models are found again by them.
@@ -208,8 +233,16 @@ def parts(model: keras.Model) -> ClassifierParts:
         backbone=next(layer for layer in model.layers if isinstance(layer, keras.Model)),
         dropout=model.get_layer(DROPOUT),
         dense=model.get_layer(PROBABILITIES),
-        views=len(average.input) if average is not None else 1,
+        views=_views_averaged(average),
     )
+
+
+def _views_averaged(average) -> int:
+    """How many views the layer VIEW_AVERAGE averages: the stacked views' axis of its input (`average_views`), or
+    its inputs where it is an Average layer of one input per view (models saved before the views were stacked)."""
+    if average is None:
+        return 1
+    return len(average.input) if isinstance(average.input, (list, tuple)) else int(average.input.shape[1])
 
 
 def feature_model(model: keras.Model, layers: list[str], tile: int | None = None, *,
@@ -225,13 +258,20 @@ def feature_model(model: keras.Model, layers: list[str], tile: int | None = None
     p = parts(model)
     inputs, x = _tile_input(p, tile) if tile else (model.input, p.preprocess(model.input))
     inner = keras.Model(p.backbone.input, [*(p.backbone.get_layer(name).output for name in layers), p.backbone.output])
-    *maps, pooled = inner(x)
+    views = p.views if views is None else views
+    # With several views, the backbone sees them all as one batch (`stack_views`); the guard keeps the first view's.
+    *maps, pooled = inner(stack_views(x, views) if views > 1 else x)
     colour = keras.layers.Concatenate()([
         keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalAveragePooling2D()(keras.layers.Multiply()([x, x]))
     ])
-    groups = [colour, *(keras.layers.GlobalAveragePooling2D()(feature_map) for feature_map in maps), pooled]
+    pooled_maps = [keras.layers.GlobalAveragePooling2D()(feature_map) for feature_map in maps]
+    if views > 1:
+        probabilities = average_views(p.head(pooled), views)
+        pooled_maps, pooled = [first_view(group, views) for group in pooled_maps], first_view(pooled, views)
+    else:
+        probabilities = p.head(pooled)
+    groups = [colour, *pooled_maps, pooled]
     sizes = [int(group.shape[-1]) for group in groups]
-    probabilities = _answer(p, x, p.views if views is None else views, pooled)
     return keras.Model(inputs, [keras.layers.Concatenate()(groups), probabilities]), sizes
 
 

@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from greenlens.core.backbones import feature_model, get_backbone
+from greenlens.core.backbones import feature_model, get_backbone, images_per_batch
 from greenlens.core.batches import predict_images
 from greenlens.core.quality import PROBLEMS, QualityCheck
 from greenlens.core.repository import load_guard
@@ -45,10 +45,11 @@ class Classifier:
     and the facts people want to see next to a prediction."""
 
     def __init__(self, repo, batch_size: int = 32):
+        """`batch_size`: backbone passes per batch; a model answering on several views takes fewer images."""
         self.repo = repo
         self.model = repo.model
         self.labels = list(repo.labels)
-        self.batch_size = batch_size
+        self.batch_size = images_per_batch(self.model, batch_size)
         self.guard = load_guard(repo.path, repo.source)
         self.quality = QualityCheck.load(repo.path)  # None in repos trained before it existed
         self.out_of_distribution_label = repo.task.get("out_of_distribution_label", "out of distribution")

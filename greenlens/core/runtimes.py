@@ -64,6 +64,8 @@ def at_input_size(model, images: list[np.ndarray]) -> np.ndarray:
 def measure(folder: Path, model, images: list[np.ndarray], labels: np.ndarray) -> dict:
     """Test accuracy and single-image latency of Keras and of each runtime file in `folder`; drops
     the int8 model when it is not within INT8_TOLERANCE of float32. The record the card shows."""
+    from greenlens.core.backbones import images_per_batch
+
     folder = Path(folder)
     inputs = at_input_size(model, images)
     runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -71,10 +73,11 @@ def measure(folder: Path, model, images: list[np.ndarray], labels: np.ndarray) -
                LITERT: litert.LiteRTModel(folder / LITERT, batch_size=1), ONNX: OnnxModel(folder / ONNX)}
     if (folder / LITERT_INT8).is_file():
         runners[LITERT_INT8] = litert.LiteRTModel(folder / LITERT_INT8, batch_size=1)
-    reference = runners["Keras"](inputs)
-    rows = {}
+    batch = images_per_batch(model)
+    rows, reference = {}, None
     for name, run in runners.items():
-        probabilities = np.concatenate([run(inputs[i : i + 64]) for i in range(0, len(inputs), 64)])
+        probabilities = np.concatenate([run(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
+        reference = probabilities if reference is None else reference  # Keras' come first
         run(inputs[:1])
         started = time.perf_counter()
         for image in inputs[:50]:

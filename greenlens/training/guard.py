@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from greenlens.core import ood
-from greenlens.core.backbones import feature_model
+from greenlens.core.backbones import feature_model, images_per_batch
 from greenlens.core.batches import predict_images
 from greenlens.core.images import IMAGE_SUFFIXES, ImageError, decode_image
 from greenlens.core.quality import UNCLEAR_RISK, QualityCheck, fit_min_confidence
@@ -30,17 +30,18 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
     probabilities on the validation and test images: the guard's feature pass computes them anyway,
     so evaluating the model needs no pass of its own."""
     features_model, sizes = feature_model(model, layers)
+    batch = images_per_batch(model)
     # The guard's features are the image's own view's whatever the model averages: where only they are wanted, one
     # view computes them (a model answering on 8 views would spend 8 passes on probabilities nobody reads).
     one_view = feature_model(model, layers, views=1)[0]
     train_features = predict_images(one_view, train_images, desc="Guard features, training images and views")[0]
     held_out = {
-        split: predict_images(features_model, images, desc=f"Evaluating on {split} images (and guard features)")
+        split: predict_images(features_model, images, batch, desc=f"Evaluating on {split} images (and guard features)")
         for split, images in (("validation", validation_images), ("test", test_images))
     }
     views = outlier_features = None  # views: the threshold images' (features, probabilities)
     if len(threshold_images):
-        views = predict_images(features_model, list(threshold_images), desc="Guard features, validation views")
+        views = predict_images(features_model, list(threshold_images), batch, desc="Guard features, validation views")
     if len(outlier_images):
         outlier_features = predict_images(one_view, list(outlier_images), desc="Guard features, made-up outliers")[0]
     guard = ood.fit(layers, sizes, train_features, train_labels, held_out["validation"][0],
@@ -50,7 +51,7 @@ def fit_and_measure(model, layers: list[str], train_images, train_labels, valida
         quality = replace(quality, min_confidence=fit_min_confidence(views[1], threshold_labels, answered))
 
     def refused(images) -> np.ndarray:
-        features, probabilities = predict_images(features_model, images)
+        features, probabilities = predict_images(features_model, images, batch)
         flagged = guard.flags(features)
         if quality is not None:
             flagged |= quality.too_poor(images) | quality.unclear(probabilities)

@@ -447,18 +447,13 @@ def refit_guard_into(model_dir: Path, data_dirs: list[Path], *, command: str, ot
     the run's recipe, augmentation and seed), on the same splits, and replaces them: for a repo trained before the
     guard's fitting changed. The weights, and so every other number, stay as they are. Returns the record."""
     folder = Path(model_dir)
-    repo, _, splits = load_with_splits(folder, data_dirs)
-    record = repo.metrics
-    fitted = fit_guard(repo.model, recorded_config(record), splits, typical_size=_typical_size_of(splits),
-                       other_images=other_images or {})
-    record["ood"] = {**fitted.report, "command": command}
-    card = render_card(record)  # before anything is replaced: a card that cannot be made stops it here
-    fitted.guard.save(folder)
-    fitted.quality.save(folder)
-    repository.write_json(folder / "metrics.json", record)
+    again = _fit_guard_again(folder, data_dirs, command=command, other_images=other_images)
+    card = render_card(again.record)  # before anything is replaced: a card that cannot be made stops it here
+    again.save_guard(folder)
+    repository.write_json(folder / "metrics.json", again.record)
     card.save(folder / "README.md")
-    log(_guard_summary(fitted.report))
-    return record
+    log(_guard_summary(again.fitted.report))
+    return again.record
 
 
 def answer_on_views_into(model_dir: Path, data_dirs: list[Path], *, views: int, command: str,
@@ -467,31 +462,58 @@ def answer_on_views_into(model_dir: Path, data_dirs: list[Path], *, views: int, 
     (`Recipe.answer_views`; the weights stay as they are), as training a recipe with those views would have: evaluated
     again on its own splits (the metrics, test.csv, validation.csv and plots), its guard and quality check fitted
     again on what it now answers (`fit_guard`: the guard reads the image's own view, so what moves is the quality
-    check's `min_confidence`), its files for other runtimes written and measured again, the card rendered. The
-    survey's tile models (one view) stay. For a repo trained before its recipe answered on views. Returns the record."""
+    check's `min_confidence`), its files for other runtimes written and measured again (int8 tried where the run
+    that made the repo tried it), the card rendered. The survey's tile models (one view) stay. For a repo trained
+    before its recipe answered on views. Returns the record."""
     folder = Path(model_dir)
-    repo, task, splits = load_with_splits(folder, data_dirs)
-    record = repo.metrics
-    config = recorded_config(record)
-    config = replace(config, recipe=replace(config.recipe, answer_views=views))
-    model = answering_on_views(repo.model, views)
-    fitted = fit_guard(model, config, splits, typical_size=_typical_size_of(splits), other_images=other_images or {})
-    metrics = {name: evaluation.evaluate(task, fitted.probabilities[name], splits[name].labels, splits[name].sources)
-               for name in ("test", "validation")}
-    record.update(metrics=metrics["test"], validation_metrics=metrics["validation"], recipe=asdict(config.recipe),
-                  ood={**fitted.report, "command": command}, views_command=command)
+    again = _fit_guard_again(folder, data_dirs, command=command, other_images=other_images, views=views)
+    record, fitted, splits = again.record, again.fitted, again.splits
+    metrics = {name: evaluation.evaluate(again.task, fitted.probabilities[name], splits[name].labels,
+                                         splits[name].sources) for name in ("test", "validation")}
+    record.update(metrics=metrics["test"], validation_metrics=metrics["validation"], recipe=asdict(again.config.recipe),
+                  views_command=command)
     render_card(record)  # before anything is replaced: a card that cannot be made stops it here
-    repository.save_model(model, folder)
-    fitted.guard.save(folder)
-    fitted.quality.save(folder)
-    write_evaluation(folder, task, record, fitted.probabilities, splits)
+    repository.save_model(again.model, folder)
+    again.save_guard(folder)
+    write_evaluation(folder, again.task, record, fitted.probabilities, splits)
     if record.get("runtimes"):
-        record["runtimes"] = write_runtimes(folder, model, splits, int8=True)
+        tried_int8 = runtimes.LITERT_INT8 in record["runtimes"].get("formats", {})
+        record["runtimes"] = write_runtimes(folder, again.model, splits, int8=tried_int8)
     repository.write_json(folder / "metrics.json", record)
     render_card(record).save(folder / "README.md")
     for name in ("test", "validation"):
         log(_summary(name, metrics[name]))
     return record
+
+
+@dataclass
+class _FittedAgain:
+    """A model repo's classifier, its splits and its run's config, with the guard and quality check fitted again."""
+
+    task: Task
+    model: Any
+    config: TrainConfig
+    splits: dict[str, data.Examples]
+    fitted: Fitted
+    record: dict  # the repo's metrics.json, its `ood` the new guard's report
+
+    def save_guard(self, folder: Path) -> None:
+        self.fitted.guard.save(folder)
+        self.fitted.quality.save(folder)
+
+
+def _fit_guard_again(folder: Path, data_dirs: list[Path], *, command: str, other_images: dict | None,
+                     views: int | None = None) -> _FittedAgain:
+    """`fit_guard` on the repo in `folder` as the run that made it fitted it (its recipe, augmentation and seed, on
+    its splits), for its classifier answering on `views` views where given."""
+    repo, task, splits = load_with_splits(folder, data_dirs)
+    config, model = recorded_config(repo.metrics), repo.model
+    if views is not None:
+        config = replace(config, recipe=replace(config.recipe, answer_views=views))
+        model = answering_on_views(model, views)
+    fitted = fit_guard(model, config, splits, typical_size=_typical_size_of(splits), other_images=other_images or {})
+    record = {**repo.metrics, "ood": {**fitted.report, "command": command}}
+    return _FittedAgain(task, model, config, splits, fitted, record)
 
 
 def recorded_config(record: dict) -> TrainConfig:
