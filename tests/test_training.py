@@ -242,7 +242,8 @@ def test_cactus_pipeline_on_real_tiles(cactus_run, cactus_dir):
     np.testing.assert_allclose(features, expected_features, rtol=1e-3, atol=1e-3)
     answered_features, answered = feature_model(keras_model, layers)[0].predict_on_batch(tiles)
     np.testing.assert_allclose(answered, keras_model.predict_on_batch(tiles), atol=1e-5)
-    np.testing.assert_allclose(answered_features, expected_features, rtol=1e-6, atol=1e-6)
+    # The same layers on the same view, but in a batch of 8 views instead of 1: float32 sums in another order.
+    np.testing.assert_allclose(answered_features, expected_features, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -126,3 +126,15 @@ def test_only_whole_subgroups_of_the_views_are_accepted(one_view):
     assert answering_on_views(one_view, 1) is one_view
     with pytest.raises(ValueError, match="1, 2, 4 or 8"):
         answering_on_views(one_view, 3)
+
+
+def test_a_model_trained_further_trains_on_each_images_own_view(one_view, images):
+    """Adapting starts from a model answering on 8 views; it is trained on one view (8 times cheaper, and what the
+    recipe's training means), and the same layers, so the weights it learns are the 8-view model's too."""
+    from greenlens.training.finetune import reuse_model
+
+    model, head, backbone = reuse_model(answering_on_views(one_view, 8))
+    assert parts(model).views == 1
+    assert backbone is parts(one_view).backbone
+    assert head[-1] is parts(one_view).dense
+    np.testing.assert_allclose(model.predict_on_batch(images), one_view.predict_on_batch(images), atol=1e-6)

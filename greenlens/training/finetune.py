@@ -92,7 +92,10 @@ def build_model(config: TrainConfig, num_classes: int) -> tuple[keras.Model, lis
 
 def reuse_model(model: keras.Model) -> tuple[keras.Model, list, keras.Model]:
     """A trained classifier's model, head layers and backbone, to train further: its head is trained on,
-    not replaced, so stage 1 starts from what the model already knows."""
+    not replaced, so stage 1 starts from what the model already knows. It trains on each image's own view, as a
+    new model does (`fine_tune` makes it answer on the recipe's views afterwards): a model that answers on 8 views
+    would otherwise be trained on the mean of its 8 answers, at 8 backbone passes per image."""
+    model = answering_on_views(model, 1)
     p = parts(model)
     return model, [p.dropout, p.dense], p.backbone
 
