@@ -173,20 +173,23 @@ def _answer(p: ClassifierParts, x, views: int):
 
     The views go through the backbone as one batch, view after view (`stack_views`): the graph holds one backbone
     call whatever their number, so Keras traces it, and LiteRT and ONNX convert it, as fast as for one view."""
-    if views == 1:
-        return p.head(p.backbone(x))
-    return average_views(p.head(p.backbone(stack_views(x, views))), views)
+    return _probabilities(p, p.backbone(stack_views(x, views)), views)
+
+
+def _probabilities(p: ClassifierParts, pooled, views: int):
+    """The head's probabilities for the backbone's output on a batch made by `stack_views`, averaged per image."""
+    return p.head(pooled) if views == 1 else average_views(p.head(pooled), views)
 
 
 def stack_views(x, views: int):
     """The `views` dihedral views of the batch `x` as one batch of views x n images: all n of the first view, then
-    all n of the next (`first_view` and `average_views` undo it)."""
-    return keras.ops.concatenate(dihedral_views(x, views), axis=0)
+    all n of the next (`first_view` and `average_views` undo it). `x` itself for one view."""
+    return x if views == 1 else keras.ops.concatenate(dihedral_views(x, views), axis=0)
 
 
 def first_view(stacked, views: int):
     """The rows of the image's own view in a batch made by `stack_views` (any per-image values, e.g. features)."""
-    return keras.ops.reshape(stacked, (views, -1, *stacked.shape[1:]))[0]
+    return stacked if views == 1 else keras.ops.reshape(stacked, (views, -1, *stacked.shape[1:]))[0]
 
 
 def average_views(stacked, views: int):
@@ -260,16 +263,13 @@ def feature_model(model: keras.Model, layers: list[str], tile: int | None = None
     inner = keras.Model(p.backbone.input, [*(p.backbone.get_layer(name).output for name in layers), p.backbone.output])
     views = p.views if views is None else views
     # With several views, the backbone sees them all as one batch (`stack_views`); the guard keeps the first view's.
-    *maps, pooled = inner(stack_views(x, views) if views > 1 else x)
+    *maps, pooled = inner(stack_views(x, views))
     colour = keras.layers.Concatenate()([
         keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalAveragePooling2D()(keras.layers.Multiply()([x, x]))
     ])
-    pooled_maps = [keras.layers.GlobalAveragePooling2D()(feature_map) for feature_map in maps]
-    if views > 1:
-        probabilities = average_views(p.head(pooled), views)
-        pooled_maps, pooled = [first_view(group, views) for group in pooled_maps], first_view(pooled, views)
-    else:
-        probabilities = p.head(pooled)
+    probabilities = _probabilities(p, pooled, views)
+    pooled_maps = [first_view(keras.layers.GlobalAveragePooling2D()(feature_map), views) for feature_map in maps]
+    pooled = first_view(pooled, views)
     groups = [colour, *pooled_maps, pooled]
     sizes = [int(group.shape[-1]) for group in groups]
     return keras.Model(inputs, [keras.layers.Concatenate()(groups), probabilities]), sizes
