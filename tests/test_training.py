@@ -218,6 +218,7 @@ def test_cactus_pipeline_on_real_tiles(cactus_run, cactus_dir):
     student = record["tile_student"]
     assert student["tiles"] == {"train": record["counts"]["train"], "unlabelled": 300, "outliers": 4 * 150 + 100,
                                 "views": 4}
+    assert student["teacher_views"] == CACTUS.tile_student.teacher_views == 1  # its targets: the one-view tile model's
     # It learns the classifier's guard features too: its mimic's error on the validation tiles falls in training.
     mimic_loss = student["history"]["val_mimic_loss"]
     assert min(mimic_loss[1:]) < mimic_loss[0]
@@ -244,6 +245,14 @@ def test_cactus_pipeline_on_real_tiles(cactus_run, cactus_dir):
     np.testing.assert_allclose(answered, keras_model.predict_on_batch(tiles), atol=1e-5)
     # The same layers on the same view, but in a batch of 8 views instead of 1: float32 sums in another order.
     np.testing.assert_allclose(answered_features, expected_features, rtol=1e-4, atol=1e-5)
+    # A recipe with `teacher_views=None` takes its soft targets from the classifier's answers on its views.
+    from greenlens.training.distill import target_teacher
+
+    teacher = target_teacher(keras_model, layers, 32, views=None, tile_model=(out / "tiles.tflite").read_bytes())
+    target_features, targets = teacher(tiles)
+    np.testing.assert_allclose(targets, answered, atol=1e-4)
+    assert np.abs(targets - one_view).max() > 1e-3
+    np.testing.assert_allclose(target_features, expected_features, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.slow
