@@ -28,6 +28,7 @@ from greenlens.core.backbones import (
     parts,
     tile_cnn,
 )
+from greenlens.core.batches import predict_images
 from greenlens.core.litert import LiteRTModel, convert
 from greenlens.core.ood import DistributionGuard
 from greenlens.core.runtimes import INT8_TOLERANCE
@@ -134,23 +135,12 @@ def soft_targets(teacher, recipe: TileStudent, augmentation: Augmentation, image
     views, targets, features = [], [], []
     for view in range(recipe.views):
         batch = np.stack([augment(tile, augmentation, rng, view) for tile in tiles])
-        guard_features, teacher_probabilities = _in_chunks(teacher, batch, f"Teacher's targets, view {view + 1}/{recipe.views}")
+        guard_features, teacher_probabilities = predict_images(teacher, list(batch), batch_size=1024,
+                                                               desc=f"Teacher's targets, view {view + 1}/{recipe.views}")
         views.append(batch)
         targets.append(weight * onehot + (1 - weight) * teacher_probabilities)
         features.append(guard_features)
     return np.stack(views), {PROBABILITIES: np.stack(targets)}, np.stack(features)
-
-
-def _in_chunks(model, images: np.ndarray, desc: str, chunk: int = 1024) -> tuple[np.ndarray, ...]:
-    """`model` (a LiteRTModel) over `images` a chunk at a time, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    results = []
-    with tqdm(total=len(images), desc=desc, unit="tile") as bar:
-        for start in range(0, len(images), chunk):
-            results.append(model(images[start : start + chunk]))
-            bar.update(len(results[-1][0]))
-    return tuple(np.concatenate(outputs) for outputs in zip(*results))
 
 
 @dataclass
