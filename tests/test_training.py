@@ -224,6 +224,10 @@ def test_cactus_pipeline_on_real_tiles(cactus_run, cactus_dir):
     assert min(mimic_loss[1:]) < mimic_loss[0]
     assert 0.5 <= student["agreement_with_teacher"] <= 1.0
     assert student["tiles_per_s"]["student"] > 0
+    # int8 replaces float32 only where its guard refuses as many fresh made-up outliers (another seed, as many).
+    int8 = student["int8"]
+    assert int8["outliers"] == student["tiles"]["outliers"]
+    assert not int8["used"] or int8["outliers_refused"] >= int8["float32_outliers_refused"]
     assert (out / "tiles_small.tflite").is_file() == student["shipped"]
     assert "## Survey tile model" in (out / "README.md").read_text()
     assert_reloaded_model_gives_the_recorded_probabilities(out, cactus_dir.parent)  # rows name aerial-cactus/train/<id>

@@ -88,8 +88,13 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
     tile_model = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0])
     speed = tiles_per_second(teacher_tile, tile_model, tile=tile)
     float_validation = float((probabilities["validation"].argmax(1) == validation.labels).mean())
+    # Made-up outliers from another seed than those the guard was fitted against: they check that int8's features
+    # keep the guard's refusals (fitted on float32's), which validation accuracy says nothing about.
+    fresh_outliers = guard_fitting.outlier_images(augmentation, tile, seed=guard_fitting.OUTLIER_SEED + 1,
+                                                  photo_crops=recipe.photo_crops)
     int8, quantized = int8_check(student, list(train.images[:300]), validation, tile=tile, positive_index=positive_index,
-                                 float_accuracy=float_validation, float_speed=speed["student"])
+                                 float_accuracy=float_validation, float_speed=speed["student"],
+                                 guard=guard, outliers=fresh_outliers, float_refused=_refused(tile_model, guard, fresh_outliers))
     if int8["used"]:
         tile_model, speed["student"] = quantized, int8["tiles_per_s"]
     # Measured as surveys will run it: the LiteRT tile model that is written (int8 where it was chosen).
@@ -238,6 +243,11 @@ def _run(tile_model: bytes, images: list[np.ndarray]) -> tuple[np.ndarray, np.nd
     return LiteRTModel(tile_model)(np.stack(images).astype(np.float32))
 
 
+def _refused(tile_model: bytes, guard: DistributionGuard, images: list[np.ndarray]) -> float:
+    """The share of `images` the guard flags on a LiteRT tile model's features."""
+    return float(guard.flags(_run(tile_model, images)[0]).mean())
+
+
 def _rate(tile_model: bytes, tiles: np.ndarray, threads: int | None = None) -> float:
     """LiteRT tiles/s of a tile model on `tiles`, after a warm-up batch."""
     runner = LiteRTModel(tile_model, threads=threads)
@@ -259,7 +269,7 @@ def tile_refusals(tile_model: bytes, guard: DistributionGuard, other_images: dic
     sets = {f"synthetic {kind}": images for kind, images in guard_fitting.synthetic_images(40, tile).items()}
     sets.update({name: [np.asarray(Image.fromarray(image).resize((tile, tile), Image.Resampling.BILINEAR))
                         for image in images] for name, images in other_images.items() if images})
-    return {name: float(guard.flags(_run(tile_model, images)[0]).mean()) for name, images in sets.items()}
+    return {name: _refused(tile_model, guard, images) for name, images in sets.items()}
 
 
 def tiles_per_second(teacher_tile_model: bytes, student_tile_model: bytes, *, tile: int,
@@ -270,18 +280,22 @@ def tiles_per_second(teacher_tile_model: bytes, student_tile_model: bytes, *, ti
 
 
 def int8_check(student: keras.Model, calibration: list[np.ndarray], validation, *, tile: int, positive_index: int,
-               float_accuracy: float, float_speed: float) -> tuple[dict, bytes]:
+               float_accuracy: float, float_speed: float, guard: DistributionGuard, outliers: list[np.ndarray],
+               float_refused: float) -> tuple[dict, bytes]:
     """The student's tile model in full-integer int8 (post-training, calibrated on training tiles): validation
-    accuracy and tiles/s against float32's. It replaces float32 only within INT8_TOLERANCE of its accuracy and faster
-    (decided on validation tiles: the test split stays for the published numbers)."""
+    accuracy, tiles/s and the guard's refusals of made-up `outliers` against float32's. It replaces float32 only
+    within INT8_TOLERANCE of its accuracy, faster, and refusing as many outliers (decided on validation tiles and
+    made-up images: the test split and the measured out-of-distribution sets stay for the published numbers)."""
     quantized = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0],
                         np.stack(calibration).astype(np.float32))
     _, probabilities = _run(quantized, list(validation.images))
     rate = _rate(quantized, _speed_tiles(tile))
     accuracy = float(((probabilities[:, positive_index] >= 0.5) == (validation.labels == positive_index)).mean())
-    used = accuracy >= float_accuracy - INT8_TOLERANCE and rate > float_speed
-    return {"validation_accuracy": accuracy, "tiles_per_s": rate, "float32_validation_accuracy": float_accuracy,
-            "float32_tiles_per_s": float_speed, "used": used}, quantized
+    refused = _refused(quantized, guard, outliers)
+    used = accuracy >= float_accuracy - INT8_TOLERANCE and rate > float_speed and refused >= float_refused
+    return {"validation_accuracy": accuracy, "tiles_per_s": rate, "outliers_refused": refused,
+            "float32_validation_accuracy": float_accuracy, "float32_tiles_per_s": float_speed,
+            "float32_outliers_refused": float_refused, "outliers": len(outliers), "used": used}, quantized
 
 
 def measure(student: np.ndarray, teacher: np.ndarray, labels: np.ndarray, guard: dict, teacher_guard: dict,
