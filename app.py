@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from greenlens.core.allocator import limit_heap_growth
 
 # Before Gradio, TensorFlow and their threads exist: otherwise the app's memory climbs request after request.
-HEAP_SETTINGS = limit_heap_growth()
+limit_heap_growth()
 
 import gradio as gr
 import pandas as pd
