@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,9 +42,23 @@ def report(name: str, rows: list[dict], extra: dict | None = None) -> None:
     for row in rows:
         print("  ".join(_fmt(row[c]).ljust(w) for c, w in zip(columns, widths)))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
-    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine, "rows": rows, **(extra or {})}, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), "rows": rows, **(extra or {})}, indent=2) + "\n")
     print(f"\nwrote {RESULTS / f'{name}.json'}")
+
+
+def machine() -> dict:
+    """What ran a benchmark, enough to tell its numbers from another machine's: these machines' speed varies
+    between sessions, and LiteRT's int8 kernels gain only where the CPU has AVX-512."""
+    described = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                 "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        text = cpuinfo.read_text()
+        if model := re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE):
+            described["cpu"] = model.group(1).strip()
+        if flags := re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE):
+            described["avx512"] = "avx512f" in flags.group(1).split()
+    return described
 
 
 def _fmt(value) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from common import DATA_DIR, ROOT, report
+from tqdm.auto import tqdm
 
 # The commit whose bundled models came before robust training (issue 18).
 OLD_REVISION = "40ceb56"
@@ -213,9 +214,10 @@ def main() -> int:
         with ProcessPoolExecutor(os.cpu_count()) as pool:
             corrupted = pool.map(corrupt, [(images, name, severity, 1000 * severity + i)
                                            for i, (name, severity) in enumerate(jobs)])
+            corrupted = tqdm(corrupted, total=len(jobs), desc=f"{task}: corrupting", unit="condition")
             conditions += [(name, severity, out) for (name, severity), out in zip(jobs, corrupted)]
         conditions += [(framing, 0, [reframe(image, framing) for image in images]) for framing in FRAMINGS]
-        for condition, severity, variant in conditions:
+        for condition, severity, variant in tqdm(conditions, desc=f"{task}: classifying", unit="condition"):
             for which, classifier in models.items():
                 row = {"task": task, "model": which, "condition": condition, "severity": severity,
                        **{k: round(v, 4) for k, v in outcomes(classifier, variant, labels).items()}}
