@@ -16,7 +16,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from greenlens.core.examples import example_files
-from greenlens.publish.space import SPACE_FILES
+from greenlens.publish.space import SPACE_FILES, SPACE_FOLDERS
 
 from .apprunner import running_app
 from .conftest import DATA_DIR, ROOT
@@ -32,7 +32,7 @@ def checkout(tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkout")
     for name in SPACE_FILES:
         shutil.copy2(ROOT / name, folder / name)
-    for name in ("greenlens", "examples", "models"):
+    for name in ("greenlens", "examples", "models", *SPACE_FOLDERS):
         shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
     return folder
 
@@ -62,7 +62,8 @@ def test_deploy_then_the_downloaded_space_serves_and_shows_examples(hub, hf_env,
     assert f"{hub.url}/spaces/tester/demo" in output
     assert TOKEN not in output
     files = hub.store.files("spaces/tester/demo", hub.store.resolve("spaces/tester/demo", "main"))
-    assert {"app.py", "README.md", "requirements.txt", "greenlens/core/obsolete.py", "models/leaf/model.weights.h5"} <= set(files)
+    assert {"app.py", "README.md", "requirements.txt", "greenlens/core/obsolete.py", "models/leaf/model.weights.h5",
+            "docs/results.md", "docs/screenshot.png"} <= set(files)
     assert any(name.startswith("examples/leaf/") for name in files)
     assert hub.store.settings("spaces/tester/demo")["sdk"] == "gradio"
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in files)
