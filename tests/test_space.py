@@ -32,7 +32,7 @@ def checkout(tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkout")
     for name in SPACE_FILES:
         shutil.copy2(ROOT / name, folder / name)
-    for name in ("greenlens", "examples", "models", *SPACE_FOLDERS):
+    for name in ("examples", "models", *SPACE_FOLDERS):
         shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
     return folder
 

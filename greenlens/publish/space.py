@@ -15,8 +15,8 @@ from greenlens.publish.hub import PushError, replace_repo, repo_id_of
 # The checkout this package runs from: what a Space is built of.
 CHECKOUT = Path(__file__).resolve().parents[2]
 SPACE_FILES = ("app.py", "README.md", "requirements.txt", "model_card.md")
-# What the README links to (its screenshot, the results in full), so that its links work on the Space's page too.
-SPACE_FOLDERS = ("docs",)
+# The package, and what the README links to (its screenshot, the results in full) so that its links work on the Space.
+SPACE_FOLDERS = ("greenlens", "docs")
 # Never uploaded: caches, editor and build leftovers, half-written model folders.
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "*.egg-info")
 
@@ -27,7 +27,7 @@ def stage(folder: Path, *, checkout: Path = CHECKOUT, hub_models: dict[str, str]
     `hub_models` ({task: repo id}) the models stay out of the Space, which pulls them at start."""
     for name in SPACE_FILES:
         shutil.copy2(checkout / name, folder / name)
-    for name in ("greenlens", *SPACE_FOLDERS):
+    for name in SPACE_FOLDERS:
         shutil.copytree(checkout / name, folder / name, ignore=IGNORED)
     examples = folder / "examples"
     examples.mkdir()
