@@ -126,6 +126,25 @@ def test_guard_flags_made_up_images_and_passes_real_ones(bundled):
         assert [p.label for p in real] == [label for _, label in files]
 
 
+def test_greyscale_copies_of_real_images_have_too_little_colour_to_judge(bundled):
+    """Both models learned from colour images, and a leaf's scorch is told by its colour: the examples (real held-out
+    images, each answered with its class above) in greyscale get the colour message, not a class."""
+    from PIL import Image
+
+    from greenlens.core.inference import Classifier
+    from greenlens.core.quality import PROBLEMS
+
+    name, repo = bundled
+    files = example_files(name)
+    if not files:
+        pytest.skip("example images not copied in (make examples with the data folder present)")
+    classifier = Classifier(repo)
+    assert classifier.quality is not None
+    assert classifier.quality.colour > 0
+    grey = [np.asarray(Image.open(path).convert("L").convert("RGB")) for path, _ in files]
+    assert [p.label for p in classifier.classify(grey)] == [PROBLEMS["colour"]] * len(grey)
+
+
 def cactus_test_tiles_by_sureness(cactus_dir, lowest: float) -> tuple[list, list, int]:
     """The bundled cactus model's test tiles whose recorded top probability is below `lowest`, those above
     0.999, and how many tiles test.csv lists."""

@@ -1,8 +1,11 @@
 """The quality check on images the test makes: fitted on sharp, well-exposed photos-to-be (textured
-images), it names what is wrong with a blurred, noisy, black, white or tiny one, leaves a flat colour to
-the guard, and survives the model repo's JSON."""
+images), it names what is wrong with a blurred, noisy, black, white, greyscale or tiny one, leaves a flat colour
+to the guard, and survives the model repo's JSON; a quality.json written before the colour limit refuses no image for
+its colour."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -33,6 +36,7 @@ def test_each_problem_is_named_and_a_good_photo_passes(tmp_path):
         "black": ((photo * 0.03).astype(np.uint8), PROBLEMS["dark"]),
         "white": (np.clip(photo * 0.1 + 235, 0, 255).astype(np.uint8), PROBLEMS["bright"]),
         "tiny": (photo[:20, :20], PROBLEMS["small"]),
+        "greyscale": (np.asarray(Image.fromarray(photo).convert("L").convert("RGB")), PROBLEMS["colour"]),
         "flat grey": (np.full((128, 128, 3), 128, np.uint8), None),  # not a photo of anything: the guard's to refuse
     }
     answers = dict(zip(cases, check.problems([image for image, _ in cases.values()])))
@@ -40,6 +44,9 @@ def test_each_problem_is_named_and_a_good_photo_passes(tmp_path):
     check.save(tmp_path)
     assert QualityCheck.load(tmp_path) == check
     assert QualityCheck.load(tmp_path / "elsewhere") is None
+    older = {key: value for key, value in check.__dict__.items() if key != "colour"}
+    (tmp_path / "quality.json").write_text(json.dumps(older))
+    assert QualityCheck.load(tmp_path).problems([cases["greyscale"][0]]) == [None]
 
 
 def test_min_confidence_refuses_the_least_sure_until_the_wrong_answers_fit_the_budget():

@@ -2,7 +2,8 @@
 with the bundled models: a real held-out leaf photo corrupted with an ImageNet-C corruption at severity 1
 (an implementation training never used) and reframed is answered with its class; a made-up image and an image of
 the other task are still refused; a photo too blurred to judge gets the quality message from /classify_leaf, MCP and the
-batch CSV alike, and a tile the cactus model cannot tell is "too unclear to judge"."""
+batch CSV alike, a greyscale photo of a leaf the colour message, and a tile the cactus model cannot tell is "too
+unclear to judge"."""
 
 from __future__ import annotations
 
@@ -85,6 +86,14 @@ def test_a_photo_too_blurred_to_judge_gets_the_same_message_everywhere(client, a
     assert rows["blurred.jpg"]["label"] == message
     assert rows["blurred.jpg"]["too_poor_to_judge"] == "True"
     assert rows[example_files("leaf")[0][0].name]["too_poor_to_judge"] == "False"
+
+
+def test_a_greyscale_photo_of_a_leaf_has_too_little_colour_to_judge(client, leaves, tmp_path):
+    """Scorch is told by its colour: the same held-out leaf in greyscale gets the colour message, not a diagnosis."""
+    pixels, _ = leaves[0]
+    grey = np.asarray(Image.fromarray(pixels).convert("L").convert("RGB"))
+    answer = client.predict(handle_file(save(tmp_path, "grey.jpg", grey)), api_name="/classify_leaf")
+    assert answer["label"] == PROBLEMS["colour"], answer
 
 
 def test_a_tile_the_model_cannot_tell_is_too_unclear_to_judge_through_the_app(client, cactus_dir):

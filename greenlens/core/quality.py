@@ -1,8 +1,8 @@
 """Is a photo good enough to judge? The third kind of answer, beside a class and "not a strawberry leaf".
 
 A photo can be of the right thing and still too poor for any answer: a thumbnail, almost black, almost
-white, far out of focus, drowned in sensor noise. Its size and four measures of the image, at the model's
-own scale, are compared with the extremes of the model's augmented training views (which already hold
+white, far out of focus, drowned in sensor noise, without colour. Its size and five measures of the image, at the
+model's own scale, are compared with the extremes of the model's augmented training views (which already hold
 blur, noise and bad exposure: greenlens.training.augment; the 0.5% most extreme views of each measure aside): an
 image beyond them is outside anything the model was trained or checked on, and gets a plain reason and
 what to do, instead of a guess or "not a leaf". And an image the model cannot tell apart (no class with at
@@ -38,6 +38,7 @@ PROBLEMS = {
     "bright": "too bright to judge: retake it out of glare, or with less exposure",
     "blur": "too blurred to judge: retake it in focus",
     "noise": "too noisy to judge: retake it in better light",
+    "colour": "too little colour to judge: send a colour photo taken in daylight",
     "unclear": "too unclear to judge: the model cannot tell; retake it closer, in focus and in good light",
 }
 # Wrong answers allowed among the validation split's augmented views (training's own kinds of variation, never
@@ -47,22 +48,37 @@ PROBLEMS = {
 UNCLEAR_RISK = 0.02
 
 
+MEASURES = ("dark", "bright", "blur", "noise", "colour", "spread")
+
+
 def measures(images: list[np.ndarray], side: int) -> dict[str, np.ndarray]:
     """Per image: `dark` (99th percentile of luminance: low when almost black), `bright` (1st
     percentile: high when almost white), `blur` (edge energy over contrast: low when out of focus),
-    `noise` (Immerkaer's estimate of the noise's standard deviation), `spread` (luminance std)."""
-    rows = [_measure(_luminance(image, side)) for image in images]
-    return {key: np.array([row[key] for row in rows], np.float64) for key in ("dark", "bright", "blur", "noise", "spread")}
+    `noise` (Immerkaer's estimate of the noise's standard deviation), `colour` (Hasler and Suesstrunk's
+    colourfulness: 0 for a greyscale image), `spread` (luminance std)."""
+    rows = [{**_measure(_scaled(image, side, "L")), "colour": _colourfulness(_scaled(image, side, "RGB"))}
+            for image in images]
+    return {key: np.array([row[key] for row in rows], np.float64) for key in MEASURES}
 
 
-def _luminance(image: np.ndarray, side: int) -> np.ndarray:
-    """Luminance (0-255) at about the model's input scale: its long side `side` (never upscaled)."""
-    picture = Image.fromarray(np.asarray(image, np.uint8)).convert("L")
+def _scaled(image: np.ndarray, side: int, mode: str) -> np.ndarray:
+    """The image in `mode` (0-255) at about the model's input scale: its long side `side` (never upscaled)."""
+    picture = Image.fromarray(np.asarray(image, np.uint8)).convert(mode)
     scale = side / max(picture.size)
     if scale < 1:
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
                                  Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(picture, np.float64)
+
+
+def _colourfulness(rgb: np.ndarray) -> float:
+    """Hasler and Suesstrunk (2003), "Measuring colourfulness in natural images": the spread and the mean of the
+    red-green and yellow-blue opponent channels. A leaf's scorch is told by its colour, and both models learned
+    from colour images only; a greyscale photo (a scanned print, a camera's monochrome mode, a microscope's)
+    scores 0."""
+    red_green = rgb[..., 0] - rgb[..., 1]
+    yellow_blue = (rgb[..., 0] + rgb[..., 1]) / 2 - rgb[..., 2]
+    return float(np.hypot(red_green.std(), yellow_blue.std()) + 0.3 * np.hypot(red_green.mean(), yellow_blue.mean()))
 
 
 def _measure(luminance: np.ndarray) -> dict[str, float]:
@@ -83,8 +99,8 @@ def _measure(luminance: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class QualityCheck:
-    """The limits of each measure among the training views: `dark` and `blur` the lowest, `bright` and
-    `noise` the highest (EXTREME aside); `min_side` the smallest short side. `side`: the long side images
+    """The limits of each measure among the training views: `dark`, `blur` and `colour` the lowest, `bright`
+    and `noise` the highest (EXTREME aside); `min_side` the smallest short side. `side`: the long side images
     are measured at. `min_confidence`: the lowest top probability answered with a class (0: any; see
     `fit_min_confidence`)."""
 
@@ -95,6 +111,7 @@ class QualityCheck:
     blur: float
     noise: float
     min_confidence: float = 0.0  # absent from quality.json of repos fitted before it: every class answered
+    colour: float = 0.0  # likewise: no image is refused for its colour
 
     @classmethod
     def fit(cls, images: list[np.ndarray], side: int) -> QualityCheck:
@@ -105,14 +122,14 @@ class QualityCheck:
         # Flat views (a solid colour, as a view darkened to black becomes) are no photo of anything: left out.
         return cls(side, max(1, int(smallest * SMALLEST)), float(np.quantile(values["dark"][photos], low)),
                    float(np.quantile(values["bright"][photos], high)), float(np.quantile(values["blur"][photos], low)),
-                   float(np.quantile(values["noise"][photos], high)))
+                   float(np.quantile(values["noise"][photos], high)), colour=float(np.quantile(values["colour"][photos], low)))
 
     def problems(self, images: list[np.ndarray]) -> list[str | None]:
         """Per image, the reason it is too poor to judge (a value of PROBLEMS), or None."""
         values = measures(images, self.side)
         answers: list[str | None] = []
-        rows = zip(images, *(values[k] for k in ("dark", "bright", "blur", "noise", "spread")))
-        for image, dark, bright, blur, noise, spread in rows:
+        rows = zip(images, *(values[k] for k in MEASURES))
+        for image, dark, bright, blur, noise, colour, spread in rows:
             flat = spread < FLAT
             if min(image.shape[:2]) < self.min_side:
                 answers.append(PROBLEMS["small"])
@@ -126,6 +143,8 @@ class QualityCheck:
                 answers.append(PROBLEMS["noise"])
             elif blur < self.blur:
                 answers.append(PROBLEMS["blur"])
+            elif colour < self.colour:
+                answers.append(PROBLEMS["colour"])
             else:
                 answers.append(None)
         return answers
