@@ -125,3 +125,26 @@ def test_the_guard_reads_what_the_mimic_head_learns():
     trained = training_outputs(student, [PROBABILITIES, MIMIC]).predict_on_batch(tiles)
     np.testing.assert_allclose(features[:, -5:], trained[MIMIC], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probabilities, trained[PROBABILITIES], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_speed_benchmark_times_both_tile_models_in_rounds(tmp_path):
+    """benchmarks/tile_speed.py on the bundled repo: both tile models timed in every round, the ratio of the medians
+    reported against the rule's 10x (the numbers are the machine's: only their consistency is checked)."""
+    import os
+    import subprocess
+    import sys
+
+    from greenlens.training.distill import SHIP_RULE
+
+    run = subprocess.run([sys.executable, "benchmarks/tile_speed.py", "--rounds", "2"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "BENCHMARK_RESULTS": str(tmp_path)}, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "tile_speed.json").read_text())
+    small = SMALL_TILE_MODEL if RECORD["tile_student"]["shipped"] else SMALL_CANDIDATE
+    assert [row["tile model"] for row in result["rows"]] == [TILE_MODEL, small]
+    assert {len(rates) for rates in result["rates"].values()} == {2}
+    medians = {name: float(np.median(rates)) for name, rates in result["rates"].items()}
+    assert result["speedup"] == pytest.approx(medians["student"] / medians["teacher"])
+    assert result["min_speedup"] == SHIP_RULE["min_speedup"]
+    assert f"the rule asks for {SHIP_RULE['min_speedup']:g}x" in run.stdout

@@ -22,6 +22,7 @@ from greenlens.core import repository
 from greenlens.core.backbones import build_backbone, build_classifier, get_backbone, parts
 from greenlens.core.images import decode_image
 from greenlens.core.tasks import CACTUS, LEAF
+from greenlens.training.distill import SPEED_ROUNDS
 from greenlens.training.finetune import TrainConfig, fine_tune, split_backbone, train_top_blocks
 from greenlens.training.pipeline import RunSettings, train_task
 
@@ -224,6 +225,14 @@ def test_cactus_pipeline_on_real_tiles(cactus_run, cactus_dir):
     assert min(mimic_loss[1:]) < mimic_loss[0]
     assert 0.5 <= student["agreement_with_teacher"] <= 1.0
     assert student["tiles_per_s"]["student"] > 0
+    # The speed check reads the medians of rounds that time the teacher, the student and its int8 in turn.
+    rounds = student["tiles_per_s_rounds"]
+    assert sorted(rounds) == ["int8", "student", "teacher"]
+    assert {len(rates) for rates in rounds.values()} == {SPEED_ROUNDS}
+    assert student["tiles_per_s"]["teacher"] == np.median(rounds["teacher"])
+    assert student["int8"]["tiles_per_s"] == np.median(rounds["int8"])
+    assert student["int8"]["float32_tiles_per_s"] == np.median(rounds["student"])
+    assert student["speedup"] == student["tiles_per_s"]["student"] / student["tiles_per_s"]["teacher"]
     # int8 replaces float32 only where its guard refuses as many fresh made-up outliers (another seed, as many).
     int8 = student["int8"]
     assert int8["outliers"] == student["tiles"]["outliers"]
