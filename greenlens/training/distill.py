@@ -87,8 +87,10 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
         outlier_images=outliers,
     )
     teacher_test = _run(teacher_tile, list(test.images))[1]
-    tile_model = convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0])
-    quantized = quantize(student, list(train.images[:300]), tile=tile)
+    # The tile model in float32, and in full-integer int8 (post-training, calibrated on training tiles), from one graph.
+    tile_graph = feature_model(student, list(TILE_CNN.guard_layers), tile)[0]
+    tile_model = convert(tile_graph)
+    quantized = convert(tile_graph, np.stack(train.images[:300]).astype(np.float32))
     rounds = tiles_per_second({"teacher": teacher_tile, "student": tile_model, "int8": quantized}, tile=tile)
     speed = {name: float(np.median(rates)) for name, rates in rounds.items()}
     float_validation = float((probabilities["validation"].argmax(1) == validation.labels).mean())
@@ -290,14 +292,9 @@ def tiles_per_second(tile_models: dict[str, bytes], *, tile: int, threads: int |
     return rates
 
 
-def quantize(student: keras.Model, calibration: list[np.ndarray], *, tile: int) -> bytes:
-    """The student's tile model in full-integer int8 (post-training, calibrated on `calibration` tiles)."""
-    return convert(feature_model(student, list(TILE_CNN.guard_layers), tile)[0], np.stack(calibration).astype(np.float32))
-
-
 def int8_check(quantized: bytes, validation, *, positive_index: int, speed: float, float_accuracy: float,
                float_speed: float, guard: DistributionGuard, outliers: list[np.ndarray], float_refused: float) -> dict:
-    """The student's int8 tile model (`quantize`) against its float32 one: validation accuracy, tiles/s (`speed`,
+    """The student's int8 tile model against its float32 one: validation accuracy, tiles/s (`speed`,
     measured in the same rounds as float32's) and the guard's refusals of made-up `outliers`. It replaces float32 only
     within INT8_TOLERANCE of its accuracy, faster, and refusing as many outliers (decided on validation tiles and
     made-up images: the test split and the measured out-of-distribution sets stay for the published numbers)."""
