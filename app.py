@@ -25,15 +25,15 @@ limit_heap_growth()
 
 import gradio as gr
 import pandas as pd
+from gradio import processing_utils
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.utils import NamedString
 from gradio_client.utils import is_valid_file
-from PIL import Image, UnidentifiedImageError
 
 from greenlens import survey as surveying
 from greenlens.core.examples import example_files
 from greenlens.core.folder_csv import classify_to_csv
-from greenlens.core.images import MAX_PIXELS, SERVING_SIDE, ImageError, decode_image
+from greenlens.core.images import SERVING_SIDE, ImageError, decode_image
 from greenlens.core.inference import Classifier, RequestBatcher
 from greenlens.core.quality import PROBLEMS
 from greenlens.core.repository import ModelSourceError
@@ -67,18 +67,20 @@ atexit.register(shutil.rmtree, OUTPUTS, ignore_errors=True)
 
 
 class CheckedImage(gr.Image):
-    """gr.Image whose unreadable uploads reach people and API callers as a plain message
-    instead of Gradio's generic error."""
+    """gr.Image that hands the endpoint the upload's path unopened, for `read_upload` to decode with the
+    app's decoders only (images.FORMATS). Gradio's own preprocessing opens every upload with any of Pillow's
+    forty-odd decoders (EPS runs Ghostscript), and re-encodes a data: URL as a lossy WebP before we see it."""
 
     is_template = True  # rendered by the frontend as a plain Image
 
     def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except Image.DecompressionBombError:
-            raise gr.Error(f"The image is over the limit of {MAX_PIXELS:,} pixels; scale it down first.") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            raise gr.Error("That file is not an image this app can read (JPEG, PNG, GIF, WebP, BMP, TIFF).") from None
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return processing_utils.save_base64_to_cache(payload.url, self.GRADIO_CACHE)  # its bytes, as sent
+        if payload.path is None:
+            raise gr.Error("No image was given.")
+        return str(payload.path)
 
 
 class FileUpload(gr.File):

@@ -139,7 +139,10 @@ def test_survey_files_takes_areas_of_interest_and_refuses_what_is_not_polygons(c
 
 def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
     import csv
+    import io
     import zipfile
+
+    from PIL import Image
 
     files = require_examples("leaf")
     archive = tmp_path / "leaves.zip"
@@ -147,12 +150,16 @@ def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
         for path, _ in files:
             zipped.write(path, f"leaves/{path.name}")
         zipped.writestr("leaves/broken.jpg", b"not an image")
+        # A picture Pillow could read, but in a format the app does not name (Ghostscript's EPS).
+        postscript = io.BytesIO()
+        Image.open(files[0][0]).convert("RGB").save(postscript, format="EPS")
+        zipped.writestr("leaves/postscript.jpg", postscript.getvalue())
     table, csv_path, skipped = client.predict([handle_file(str(archive))], api_name="/batch_leaf")
     rows = list(csv.DictReader(Path(csv_path).read_text().splitlines()))
     assert {r["file"]: r["label"] for r in rows} == {f"leaves/{p.name}": label for p, label in files}
     assert len(table["data"]) == len(files)
-    assert [entry["file"] for entry in skipped] == ["leaves/broken.jpg"]
-    assert "not an image this app can read" in skipped[0]["error"]
+    assert [entry["file"] for entry in skipped] == ["leaves/broken.jpg", "leaves/postscript.jpg"]
+    assert all("not an image this app can read" in entry["error"] for entry in skipped), skipped
 
 
 @pytest.mark.parametrize("task", ["leaf", "cactus"])

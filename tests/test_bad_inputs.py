@@ -59,7 +59,7 @@ def sixteen_bit_gray(image):
 # out-of-distribution label or why the image is too poor to judge),
 # or an error-message pattern.
 CORPUS = {
-    "zero-byte file": ("empty.jpg", lambda image: b"", NOT_AN_IMAGE),
+    "zero-byte file": ("empty.jpg", lambda image: b"", r"empty.jpg is empty \(0 bytes\)"),
     "text file named .jpg": ("notes.jpg", lambda image: b"shopping list: strawberries\n", NOT_AN_IMAGE),
     "truncated JPEG": ("truncated.jpg", truncated_jpeg, "damaged or truncated"),
     "1x1 image": ("dot.png", lambda image: encoded(image.resize((1, 1)), "PNG"), "answer"),
@@ -70,6 +70,10 @@ CORPUS = {
     "palette GIF": ("palette.gif", lambda image: encoded(image.convert("P", palette=Image.Palette.ADAPTIVE), "GIF"), "expected"),
     "animated GIF": ("animated.gif", animated_gif, "expected"),
     "grayscale": ("gray.png", lambda image: encoded(image.convert("L"), "PNG"), "answer"),
+    # Formats Pillow reads but the app does not name: no decoder beyond the named ones is tried (EPS would
+    # run Ghostscript), whatever the file's name says.
+    "EPS named .jpg": ("leaf.jpg", lambda image: encoded(image, "EPS"), NOT_AN_IMAGE),
+    "Targa image": ("leaf.tga", lambda image: encoded(image, "TGA"), NOT_AN_IMAGE),
     "over the upload limit": ("huge.png", lambda image: b"\x89PNG\r\n\x1a\n" + bytes(21 * 2**20),
                               "(?i)exceeds|too large|maximum"),
 }

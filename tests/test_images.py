@@ -95,3 +95,22 @@ def test_large_photos_are_decoded_downscaled():
     reference = np.asarray(photo.resize((1024, 768), Image.Resampling.BILINEAR), dtype=float)
     assert np.abs(out.astype(float) - reference).mean() < 6
     assert decode_image(png_bytes(Image.fromarray(small)), max_side=1024).shape == (60, 80, 3)  # small ones untouched
+
+
+def test_only_the_named_formats_are_decoded():
+    """The same picture decodes from each format the app names (and a phone's multi-picture JPEG), and from
+    formats Pillow could read but the app does not name (EPS, which Pillow hands to Ghostscript; Targa; PPM;
+    PCX; JPEG 2000) it is refused with the plain message, named as a JPEG or not: no other decoder is tried."""
+    rows, columns = np.mgrid[0:24, 0:32]
+    picture = Image.fromarray(np.stack([rows * 10, columns * 8, 255 - rows * 5], axis=2).astype(np.uint8))
+    named = {"JPEG": {"quality": 95}, "PNG": {}, "GIF": {}, "WEBP": {"lossless": True}, "BMP": {}, "TIFF": {},
+             "MPO": {"save_all": True, "append_images": [picture]}}
+    for format, options in named.items():
+        out = decode_image(png_bytes(picture, format=format, **options))
+        assert out.shape == (24, 32, 3), format
+        assert np.abs(out.astype(int) - np.asarray(picture, int)).mean() < 8, format
+    for format in ("EPS", "TGA", "PPM", "PCX", "JPEG2000"):
+        data = png_bytes(picture, format=format)
+        assert Image.open(io.BytesIO(data)).format == format  # Pillow alone would read it
+        with pytest.raises(ImageError, match=r"not an image this app can read \(JPEG, PNG, GIF, WebP, BMP, TIFF\)"):
+            decode_image(data)

@@ -23,10 +23,14 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Serving decodes uploads to at most this long side: over 3x the largest model input (160), and
 # the size of the Grad-CAM overlay a person sees. A request then holds about a megabyte, whatever was
 # uploaded: eight 8,000 x 8,000 photos at once cost the app ~90 MB (at 1,024 pixels, ~450 MB).
+SERVING_SIDE = int(os.environ.get("GREENLENS_SERVING_SIDE", 512))
 # What a folder, a zip or a data folder counts as an image, by name.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-SERVING_SIDE = int(os.environ.get("GREENLENS_SERVING_SIDE", 512))
+# The only decoders an image is opened with (PIL's names; JPEG also opens phones' multi-picture MPO files).
+# Pillow tries some forty by default, EPS among them, which runs Ghostscript: an upload is untrusted, and
+# each decoder beyond the formats we name is attack surface that serves no user.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+NOT_READABLE = "is not an image this app can read (JPEG, PNG, GIF, WebP, BMP, TIFF)."
 
 
 class ImageError(ValueError):
@@ -34,12 +38,12 @@ class ImageError(ValueError):
 
 
 def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX_PIXELS,
-                 max_side: int | None = None, *, formats: list[str] | None = None) -> np.ndarray:
+                 max_side: int | None = None, *, formats: tuple[str, ...] | list[str] = FORMATS) -> np.ndarray:
     """Returns the image as a (height, width, 3) uint8 RGB array.
 
     With `max_side`, the image comes back at most that many pixels on its long side, decoded
     downscaled where the format allows (JPEG's DCT scaling): an 8,000 x 8,000 photo costs a few
-    megabytes, not 200. `formats` (PIL's names, e.g. ["PNG"]) limits the decoders tried."""
+    megabytes, not 200. `formats` (PIL's names, e.g. ["PNG"]) are the decoders tried: by default FORMATS."""
     if source is None:
         raise ImageError("No image was given.")
     name = "the image" if isinstance(source, (bytes, Image.Image)) else Path(source).name
@@ -60,7 +64,7 @@ def decode_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX
         except (UnidentifiedImageError, OSError) as error:
             if isinstance(error, FileNotFoundError):
                 raise ImageError(f"{name} does not exist.") from None
-            raise ImageError(f"{name} is not an image this app can read (JPEG, PNG, GIF, WebP, BMP, TIFF).") from None
+            raise ImageError(f"{name} {NOT_READABLE}") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(

@@ -32,7 +32,7 @@ import numpy as np
 # windows are read once each, so a small cache costs no speed and bounds the memory.
 os.environ.setdefault("GDAL_CACHEMAX", "64")
 
-from greenlens.core.images import ImageError, decode_image
+from greenlens.core.images import FORMATS, ImageError, decode_image
 
 GEOTIFF_SUFFIXES = {".tif", ".tiff", ".gtiff", ".vrt"}
 # Untrusted files: the formats they may claim (by suffix) and the first bytes each must start with.
@@ -230,10 +230,10 @@ class GeoRaster(Raster):
 
 
 class PictureRaster(Raster):
-    """A PNG, JPEG or other picture: decoded once (within the app's pixel limit), no CRS. `formats`
-    limits which of PIL's decoders may open it."""
+    """A PNG, JPEG or other picture: decoded once (within the app's pixel limit), no CRS. `formats` are
+    the PIL decoders that may open it (by default those of any image the app reads)."""
 
-    def __init__(self, path: Path, *, formats: list[str] | None = None):
+    def __init__(self, path: Path, *, formats: tuple[str, ...] | list[str] = FORMATS):
         self.name = path.name
         try:
             self.pixels = decode_image(path, formats=formats)
