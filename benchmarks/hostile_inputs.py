@@ -1,6 +1,6 @@
 """Hostile and unlucky uploads against one app process, with its resident memory sampled every 20 ms:
-a zip bomb (1 MB inflating to 1 GB of "images"), a zip of 100,000 entries, a 30,000 x 30,000 PNG,
-eight 8,000 x 8,000 JPEGs at once, and eight requests at once of which one is a truncated JPEG.
+a zip bomb (1 MB inflating to 1 GB of "images"), a zip of 100,000 entries, a 30,000 x 30,000 PNG, an EPS
+named .jpg, eight 8,000 x 8,000 JPEGs at once, and eight requests at once of which one is a truncated JPEG.
 Each case must get its expected answer or refusal; the app's peak memory must stay within
 PEAK_GROWTH_MB of what it held before; the app must serve normally afterwards.
 
@@ -88,7 +88,10 @@ def build_corpus(folder: Path) -> dict[str, Path]:
         raise SystemExit("example images missing: run `make examples` first")
     truncated = folder / "truncated.jpg"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    return {"bomb": bomb, "many": many, "huge_png": huge_png, "photo": photo, "good": good, "truncated": truncated}
+    postscript = folder / "leaf.jpg"  # an EPS named .jpg: Pillow would hand it to Ghostscript
+    Image.open(good).convert("RGB").save(postscript, format="EPS")
+    return {"bomb": bomb, "many": many, "huge_png": huge_png, "photo": photo, "good": good, "truncated": truncated,
+            "postscript": postscript}
 
 
 class RecordingServer:
@@ -271,6 +274,8 @@ def run_cases(url: str, corpus: dict[str, Path]) -> list[dict]:
         ("zip of 100,000 entries", r"refused: .*holds more than 10,000 images", lambda: batch([corpus["many"]], "/batch_cactus")),
         ("30,000 x 30,000 PNG", r"refused: .*over the limit of", lambda: client.predict(
             handle_file(str(corpus["huge_png"])), api_name="/classify_leaf")["label"]),
+        ("an EPS named .jpg", r"refused: .*not an image this app can read", lambda: client.predict(
+            handle_file(str(corpus["postscript"])), api_name="/classify_leaf")["label"]),
         # Both concurrent cases are answered as a whole, with one outcome per request inside.
         ("8 x 8,000 x 8,000 JPEG at once", r"^answered: (answered: [^|]+){1}( \| answered: [^|]+){7}$",
          lambda: concurrently([corpus["photo"]] * 8)),

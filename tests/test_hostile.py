@@ -1,6 +1,6 @@
 """Hostile and unlucky uploads through the running app over HTTP, with the app's memory measured
 while they are served (benchmarks/hostile_inputs.py, run against the session's app): a zip bomb, a
-zip of 100,000 entries, a 30,000 x 30,000 PNG, eight 8,000 x 8,000 JPEGs at once and eight requests at
+zip of 100,000 entries, a 30,000 x 30,000 PNG, an EPS named .jpg, eight 8,000 x 8,000 JPEGs at once and eight requests at
 once with one truncated file; and survey uploads that attack the server: VRTs named .tif reading a
 local file, a text file's raw bytes or a loopback URL, a WMS description, a GeoTIFF naming an overview
 file by URL and a sparse 200,000 x 200,000 GeoTIFF. Every good request is answered, every bad one
