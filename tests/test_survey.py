@@ -111,6 +111,33 @@ def test_survey_agrees_with_single_tile_classification(variant, labelled, classi
     assert summary["crs"] == CRS
 
 
+def test_survey_classifies_on_one_blas_thread_and_gives_the_setting_back(labelled, tmp_path):
+    """While a survey classifies, NumPy's matrix products (the guard's) run on one thread, so that OpenBLAS's
+    spinning threads leave the cores to LiteRT and the reader (greenlens.survey.grid.classify_chunks); after it,
+    the process's own setting is back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen = []
+
+    class Watched(TileClassifier):  # the real tile model and guard, noting the BLAS threads they ran on
+        def __call__(self, tiles):
+            seen.append(blas_threads())
+            return super().__call__(tiles)
+
+    tiles, _ = labelled
+    path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles))
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        result = survey.survey_raster(path, Watched(MODEL), tmp_path / "out")
+        assert blas_threads() == {2}
+    assert result.classified.sum() == GRID * GRID
+    assert seen
+    assert all(threads == {1} for threads in seen)
+
+
 def test_summary_counts_density_and_guard(surveyed):
     result, out, _, labels = surveyed
     summary = json.loads((out / "summary.json").read_text())
