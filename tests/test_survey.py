@@ -138,6 +138,24 @@ def test_survey_classifies_on_one_blas_thread_and_gives_the_setting_back(labelle
     assert all(threads == {1} for threads in seen)
 
 
+@pytest.mark.slow
+def test_the_blas_benchmark_surveys_with_and_without_the_limit(cactus_dir, tmp_path):
+    """benchmarks/survey_blas_threads.py on a small orthomosaic of real tiles: each row's surveys ran with the BLAS
+    threads it names (one as surveys run, NumPy's default without the limit); the timings are the machine's."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    default = max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+    run = subprocess.run([sys.executable, "benchmarks/survey_blas_threads.py", "--size", "1024", "--rounds", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "BENCHMARK_RESULTS": str(tmp_path), "TMPDIR": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "survey_blas_threads.json").read_text())["rows"]
+    assert [row["BLAS threads"] for row in rows] == [1, default]
+    assert all(row["mean seconds"] > 0 for row in rows)
+
+
 def test_summary_counts_density_and_guard(surveyed):
     result, out, _, labels = surveyed
     summary = json.loads((out / "summary.json").read_text())

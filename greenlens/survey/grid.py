@@ -179,8 +179,9 @@ def classify_chunks(raster: Raster, grid: Grid, chunks: list[Chunk], classifier:
     NumPy's matrix products run on one thread meanwhile (threadpoolctl; Dask's workers get the same from
     OPENBLAS_NUM_THREADS=1). The guard's products are small (512 tiles by at most ~1,400 features), and
     OpenBLAS split each over every core and then kept its threads spinning for the next, taking the cores LiteRT
-    and the reader need: on 2026-12-06's 2-core AMD EPYC a 20,000 x 20,000 survey with the distilled candidate
-    took 71 s with them and 54 s without, a 6,000 x 6,000 one with the classifier's tile model 37.8 s and 30.4 s."""
+    and the reader need: on 2026-12-06's 2-core AMD EPYC a 20,000 x 20,000 survey with the distilled candidate took
+    70.9 s with them and 54.6 s without, and one with the classifier's slower tile model 3-17% longer
+    (benchmarks/survey_blas_threads.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits

@@ -1,0 +1,92 @@
+"""What one BLAS thread during a survey's classification is worth: the same survey (`predict.py --survey`, each a
+fresh process) with NumPy's matrix products held to one thread, as surveys run them
+(greenlens.survey.grid.classify_chunks), and with that limit taken out (threadpoolctl's `threadpool_limits` made a
+no-op in the child process, so OpenBLAS uses every core as NumPy would by default). The two run in turn, round after
+round, because these machines' speed drifts within a session: compare the means of one run only.
+
+    python benchmarks/survey_blas_threads.py [--size 6000] [--rounds 3] [--model models/cactus] [--candidate]
+
+The raster is survey_speed.py's orthomosaic of real tiles at --size (kept in $TMPDIR/greenlens-benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, report
+from survey_speed import CACHE, orthomosaic, with_candidate
+
+# The child: predict.py's main, with the survey's BLAS limit left as it is ("one") or made a no-op ("all").
+# It notes the BLAS threads the tile model was called with, so each row says what it measured.
+CHILD = """
+import contextlib, resource, runpy, sys, time
+import threadpoolctl
+from greenlens.survey.tile_model import TileClassifier
+mode = sys.argv.pop(1)
+if mode == "all":
+    threadpoolctl.threadpool_limits = lambda *args, **kwargs: contextlib.nullcontext()
+seen, classify = set(), TileClassifier.__call__
+def noted(self, tiles):
+    seen.update(pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas")
+    return classify(self, tiles)
+TileClassifier.__call__ = noted
+started = time.perf_counter()
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(time.perf_counter() - started, usage.ru_utime + usage.ru_stime, max(seen, default=0), file=sys.stderr)
+"""
+
+
+def survey(mode: str, model: str, raster: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of all its threads, BLAS threads while classifying) of one survey in a fresh
+    process."""
+    out = Path(tempfile.mkdtemp(prefix="survey-", dir=CACHE))
+    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(ROOT / "predict.py"), model, str(raster), "--survey",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"survey failed:\n{done.stderr[-3000:]}")
+    json.loads((out / "summary.json").read_text())  # it wrote its outputs
+    wall, cpu, threads = done.stderr.strip().splitlines()[-1].split()
+    return float(wall), float(cpu), int(threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="models/cactus")
+    parser.add_argument("--size", type=int, default=6000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--candidate", action="store_true", help="with the repo's distilled candidate tile model in "
+                        "place (as survey_speed.py --candidate)")
+    parser.add_argument("--results", default="survey_blas_threads", help="name of the JSON in benchmarks/results/")
+    args = parser.parse_args()
+    model, name = args.model, args.model
+    if args.candidate:
+        model, name = str(with_candidate(Path(args.model))), f"{args.model} with its distilled candidate"
+    raster = orthomosaic(args.size)
+    runs: dict[str, list[tuple[float, float, int]]] = {"one": [], "all": []}
+    for round_ in range(args.rounds):
+        for mode in runs:
+            runs[mode].append(survey(mode, model, raster))
+            print(f"round {round_ + 1}, BLAS threads {mode}: {runs[mode][-1][0]:.1f} s", flush=True)
+    labels = {"one": "one BLAS thread while classifying (as surveys run)", "all": "NumPy's default BLAS threads"}
+    rows = [{"survey": labels[mode], "BLAS threads": max(threads for _, _, threads in values),
+             "mean seconds": float(np.mean([wall for wall, _, _ in values])),
+             "each": " / ".join(f"{wall:.1f}" for wall, _, _ in values),
+             "mean CPU seconds": float(np.mean([cpu for _, cpu, _ in values]))} for mode, values in runs.items()]
+    speedup = rows[1]["mean seconds"] / rows[0]["mean seconds"]
+    report(args.results, rows, {"model": name, "raster": f"{args.size:,} x {args.size:,} (survey_speed.py's)",
+                                "rounds": args.rounds, "speedup_of_one_thread": speedup})
+    print(f"one BLAS thread: {speedup:.2f}x the speed of NumPy's default")
+
+
+if __name__ == "__main__":
+    main()
