@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,12 +47,21 @@ finally:
 """
 
 
+# Variables that would set BLAS's threads before NumPy starts (Dask sets them in a process that starts a cluster):
+# the child runs without them, so that "NumPy's default" is NumPy's default.
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def child_environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name not in BLAS_VARIABLES}
+
+
 def survey(mode: str, model: str, raster: Path) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of all its threads, BLAS threads while classifying) of one survey in a fresh
     process."""
     out = Path(tempfile.mkdtemp(prefix="survey-", dir=CACHE))
     done = subprocess.run([sys.executable, "-c", CHILD, mode, str(ROOT / "predict.py"), model, str(raster), "--survey",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, env=child_environment())
     if done.returncode != 0:
         raise SystemExit(f"survey failed:\n{done.stderr[-3000:]}")
     json.loads((out / "summary.json").read_text())  # it wrote its outputs

@@ -144,12 +144,17 @@ def test_the_blas_benchmark_surveys_with_and_without_the_limit(cactus_dir, tmp_p
     threads it names (one as surveys run, NumPy's default without the limit); the timings are the machine's."""
     import os
 
-    from threadpoolctl import threadpool_info
-
-    default = max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+    # An earlier test's Dask cluster may have set OPENBLAS_NUM_THREADS=1 in this process's environment: the
+    # benchmark's surveys run without it, and NumPy's default is what a fresh process without it gets.
+    environment = {**os.environ, "BENCHMARK_RESULTS": str(tmp_path), "TMPDIR": str(tmp_path),
+                   "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    probe = ("import numpy, threadpoolctl; "
+             "print(max(p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'))")
+    fresh = {name: value for name, value in environment.items() if not name.endswith("_NUM_THREADS")}
+    default = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=fresh,
+                                 check=True).stdout)
     run = subprocess.run([sys.executable, "benchmarks/survey_blas_threads.py", "--size", "1024", "--rounds", "1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "BENCHMARK_RESULTS": str(tmp_path), "TMPDIR": str(tmp_path)})
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=environment)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads((tmp_path / "survey_blas_threads.json").read_text())["rows"]
     assert [row["BLAS threads"] for row in rows] == [1, default]
