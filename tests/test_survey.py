@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,12 +139,36 @@ def test_survey_classifies_on_one_blas_thread_and_gives_the_setting_back(labelle
     assert all(threads == {1} for threads in seen)
 
 
+def test_overlapping_surveys_give_the_blas_setting_back_when_the_last_ends(labelled, tmp_path):
+    """Two surveys of one process (the app's, with GREENLENS_HEAVY_JOBS above 1) that overlap: the one that ends
+    first leaves the other on one thread, and the last gives back the setting the first found."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from greenlens.survey.grid import Grid, classify_chunks
+    from greenlens.survey.rasters import open_raster
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    tiles, _ = labelled
+    classifier = TileClassifier(MODEL)
+    with open_raster(write_geotiff(tmp_path / "ortho.tif", mosaic(tiles))) as raster, \
+            threadpool_limits(limits=2, user_api="blas"):
+        grid = Grid(raster.width, raster.height, 32, 32, 32)
+        first, second = (classify_chunks(raster, grid, grid.chunks(), classifier) for _ in range(2))
+        next(first)
+        next(second)
+        assert blas_threads() == {1}
+        list(first)  # the first survey ends while the second still classifies
+        assert blas_threads() == {1}
+        list(second)
+        assert blas_threads() == {2}
+
+
 @pytest.mark.slow
 def test_the_blas_benchmark_surveys_with_and_without_the_limit(cactus_dir, tmp_path):
     """benchmarks/survey_blas_threads.py on a small orthomosaic of real tiles: each row's surveys ran with the BLAS
     threads it names (one as surveys run, NumPy's default without the limit); the timings are the machine's."""
-    import os
-
     # An earlier test's Dask cluster may have set OPENBLAS_NUM_THREADS=1 in this process's environment: the
     # benchmark's surveys run without it, and NumPy's default is what a fresh process without it gets.
     environment = {**os.environ, "BENCHMARK_RESULTS": str(tmp_path), "TMPDIR": str(tmp_path),

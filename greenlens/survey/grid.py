@@ -4,6 +4,7 @@ Dask cluster (greenlens.survey.cluster) run the same `classify_chunk`, so they g
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -184,18 +185,45 @@ def classify_chunks(raster: Raster, grid: Grid, chunks: list[Chunk], classifier:
     (benchmarks/survey_blas_threads.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import threadpool_limits
-
     if not chunks:
         return
-    with threadpool_limits(limits=1, user_api="blas"), \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="greenlens-read") as reader:
+    with _ONE_BLAS_THREAD, ThreadPoolExecutor(max_workers=1, thread_name_prefix="greenlens-read") as reader:
         pending = reader.submit(read_chunk, raster, grid, chunks[0])
         for index, chunk in enumerate(chunks):
             read = pending.result()
             if index + 1 < len(chunks):
                 pending = reader.submit(read_chunk, raster, grid, chunks[index + 1])
             yield classify_read(read, grid, chunk, classifier, areas=areas)
+
+
+class _OneBlasThread:
+    """NumPy's matrix products on one thread while any survey of this process classifies: the first survey to start
+    sets it, the last to finish gives back what the first found. Surveys that overlap (the app's, with
+    GREENLENS_HEAVY_JOBS above 1) would otherwise each give back what it found, and the last could leave the process
+    on one thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._surveys = 0
+        self._limit = None
+
+    def __enter__(self):
+        from threadpoolctl import threadpool_limits
+
+        with self._lock:
+            if self._surveys == 0:
+                self._limit = threadpool_limits(limits=1, user_api="blas")
+            self._surveys += 1
+
+    def __exit__(self, *exception):
+        with self._lock:
+            self._surveys -= 1
+            if self._surveys == 0:
+                self._limit.__exit__(None, None, None)
+                self._limit = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
 
 
 def _thumbnail(grid: Grid, chunk: Chunk, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
