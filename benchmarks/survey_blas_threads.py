@@ -11,26 +11,20 @@ The raster is survey_speed.py's orthomosaic of real tiles at --size (kept in $TM
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, report
-from survey_speed import CACHE, orthomosaic, with_candidate
+from common import report
+from survey_speed import in_turn, in_turn_arguments, survey_in_child
 
-# The child: predict.py's main, with the survey's BLAS limit left as it is ("one") or made a no-op ("all").
-# It notes the BLAS threads the tile model was called with, so each row says what it measured.
+# The child: predict.py's main, with the survey's BLAS limit left as it is ("one") or made a no-op ("all", from
+# the environment). It notes the BLAS threads the tile model was called with, so each row says what it measured.
 CHILD = """
-import contextlib, resource, runpy, sys, time
+import contextlib, os, resource, runpy, sys, time
 import threadpoolctl
 from greenlens.survey.tile_model import TileClassifier
-mode = sys.argv.pop(1)
-if mode == "all":
+if os.environ["GREENLENS_BENCHMARK_BLAS"] == "all":
     threadpoolctl.threadpool_limits = lambda *args, **kwargs: contextlib.nullcontext()
 seen, classify = set(), TileClassifier.__call__
 def noted(self, tiles):
@@ -59,35 +53,15 @@ def child_environment() -> dict[str, str]:
 def survey(mode: str, model: str, raster: Path) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of all its threads, BLAS threads while classifying) of one survey in a fresh
     process."""
-    out = Path(tempfile.mkdtemp(prefix="survey-", dir=CACHE))
-    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(ROOT / "predict.py"), model, str(raster), "--survey",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, env=child_environment())
-    if done.returncode != 0:
-        raise SystemExit(f"survey failed:\n{done.stderr[-3000:]}")
-    json.loads((out / "summary.json").read_text())  # it wrote its outputs
-    wall, cpu, threads = done.stderr.strip().splitlines()[-1].split()
+    wall, cpu, threads = survey_in_child(CHILD, model, raster,
+                                         env={**child_environment(), "GREENLENS_BENCHMARK_BLAS": mode})
     return float(wall), float(cpu), int(threads)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="models/cactus")
-    parser.add_argument("--size", type=int, default=6000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--candidate", action="store_true", help="with the repo's distilled candidate tile model in "
-                        "place (as survey_speed.py --candidate)")
-    parser.add_argument("--results", default="survey_blas_threads", help="name of the JSON in benchmarks/results/")
-    args = parser.parse_args()
-    model, name = args.model, args.model
-    if args.candidate:
-        model, name = str(with_candidate(Path(args.model))), f"{args.model} with its distilled candidate"
-    raster = orthomosaic(args.size)
-    runs: dict[str, list[tuple[float, float, int]]] = {"one": [], "all": []}
-    for round_ in range(args.rounds):
-        for mode in runs:
-            runs[mode].append(survey(mode, model, raster))
-            print(f"round {round_ + 1}, BLAS threads {mode}: {runs[mode][-1][0]:.1f} s", flush=True)
+    args, model, name, raster = in_turn_arguments(__doc__, "survey_blas_threads")
     labels = {"one": "one BLAS thread while classifying (as surveys run)", "all": "NumPy's default BLAS threads"}
+    runs = in_turn(labels, lambda mode: survey(mode, model, raster), args.rounds)
     rows = [{"survey": labels[mode], "BLAS threads": max(threads for _, _, threads in values),
              "mean seconds": float(np.mean([wall for wall, _, _ in values])),
              "each": " / ".join(f"{wall:.1f}" for wall, _, _ in values),

@@ -146,6 +146,45 @@ def with_candidate(model: Path) -> Path:
     return copy
 
 
+def in_turn_arguments(description: str, results: str) -> tuple[argparse.Namespace, str, str, Path]:
+    """For the benchmarks that run one survey several ways in turn: their arguments, the model folder to survey
+    with and its name for the JSON, and survey_speed's orthomosaic of real tiles at --size."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="models/cactus")
+    parser.add_argument("--size", type=int, default=6000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--candidate", action="store_true", help="with the repo's distilled candidate tile model in "
+                        "place (as survey_speed.py --candidate)")
+    parser.add_argument("--results", default=results, help="name of the JSON in benchmarks/results/")
+    args = parser.parse_args()
+    model, name = args.model, args.model
+    if args.candidate:
+        model, name = str(with_candidate(Path(args.model))), f"{args.model} with its distilled candidate"
+    return args, model, name, orthomosaic(args.size)
+
+
+def in_turn(labels: dict[str, str], survey, rounds: int) -> dict[str, list[tuple]]:
+    """survey(mode) for each mode of `labels`, in turn, round after round: these machines' speed drifts within a
+    session, so the modes share its drift. The first field of each result is the wall seconds."""
+    runs: dict[str, list[tuple]] = {mode: [] for mode in labels}
+    for round_ in range(rounds):
+        for mode in runs:
+            runs[mode].append(survey(mode))
+            print(f"round {round_ + 1}, {labels[mode]}: {runs[mode][-1][0]:.1f} s", flush=True)
+    return runs
+
+
+def survey_in_child(child: str, model: str, raster: Path, *extra: str, env: dict[str, str]) -> list[str]:
+    """`predict.py MODEL RASTER --survey` run by `child` (Python source that runs sys.argv[1:] as a script and
+    prints its measures as the last line of stderr) in a fresh process: those measures."""
+    out = Path(tempfile.mkdtemp(prefix="survey-", dir=CACHE))
+    done = subprocess.run([sys.executable, "-c", child, str(ROOT / "predict.py"), model, str(raster), "--survey",
+                           "--out", str(out), *extra], cwd=ROOT, capture_output=True, text=True, env=env)
+    if done.returncode != 0 or not (out / "summary.json").is_file():
+        raise SystemExit(f"survey failed:\n{done.stderr[-3000:]}")
+    return done.stderr.strip().splitlines()[-1].split()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="models/cactus")

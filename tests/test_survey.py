@@ -341,6 +341,52 @@ def test_dask_cluster_gives_exactly_the_single_process_result(surveyed, labelled
     assert results[1].hits.sum() == results[0].hits.sum()  # the same tiles, in another order
 
 
+def page_faults_of_reused_arrays(times: int = 200) -> int:
+    """Minor page faults while a 1 MB array is allocated, written and freed `times` times: 256 each time where every
+    allocation is a fresh mmap (4 KB pages; 1 MB is too small for the kernel's huge pages), near none where freed
+    memory is reused."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(times):
+        np.ones(2**20, np.uint8)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc settings: Linux only")
+def test_cluster_workers_reuse_the_memory_a_survey_frees(surveyed, tmp_path):
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc map and zero-fill every
+    large array afresh; a worker that has surveyed a chunk reuses freed memory again (greenlens.survey.cluster)."""
+    from distributed import Client, LocalCluster
+
+    _, single_out, tiles, _ = surveyed
+    path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        before = next(iter(client.run(page_faults_of_reused_arrays).values()))
+        assert before > 200 * 256 * 0.9  # the nanny's setting is in effect: every array faulted in afresh
+        survey.survey_raster(path, str(MODEL), tmp_path / "out", scheduler=cluster.scheduler_address)
+        after = next(iter(client.run(page_faults_of_reused_arrays).values()))
+    assert after < before / 20
+    assert (tmp_path / "out" / "tiles.csv").read_bytes() == (single_out / "tiles.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_the_worker_memory_benchmark_surveys_with_and_without_the_reset(cactus_dir, tmp_path):
+    """benchmarks/survey_worker_memory.py on a small orthomosaic of real tiles: its local:2 row without the reset ran on
+    workers that kept Dask's setting, the others on none; the timings are the machine's."""
+    environment = {**os.environ, "BENCHMARK_RESULTS": str(tmp_path), "TMPDIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "benchmarks/survey_worker_memory.py", "--size", "1024", "--rounds", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=environment)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "survey_worker_memory.json").read_text())["rows"]
+    kept = [row["workers that kept Dask's setting"] for row in rows]
+    assert kept[:2] == [0, 0]
+    assert kept[2] >= 1  # a 1,024-pixel raster is one chunk: one worker may get it
+    assert all(row["mean seconds"] > 0 for row in rows)
+
+
 def test_survey_command_line_and_its_errors(surveyed, tmp_path):
     _, single_out, tiles, _ = surveyed
     path = write_geotiff(tmp_path / "ortho.tif", mosaic(tiles), "striped")

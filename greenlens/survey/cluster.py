@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from greenlens.core.allocator import reuse_freed_memory
+
 if TYPE_CHECKING:  # a client that never runs a chunk itself needs neither opened
     from greenlens.survey.rasters import Raster
     from greenlens.survey.tile_model import TileClassifier
@@ -73,6 +75,9 @@ def _classify(model_source: str, raster_path: str, grid, chunk, areas):
     from greenlens.survey.tile_model import TileClassifier
 
     if model_source not in _models:
+        # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes every large array a fresh
+        # mapping; a worker started by `dask worker` gets it as well, so the worker sets it back here.
+        reuse_freed_memory()
         _models[model_source] = TileClassifier.load(model_source, threads=get_worker().state.nthreads)
     if raster_path not in _rasters:
         _rasters[raster_path] = open_raster(raster_path)
