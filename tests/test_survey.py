@@ -112,14 +112,18 @@ def test_survey_agrees_with_single_tile_classification(variant, labelled, classi
     assert summary["crs"] == CRS
 
 
+def blas_threads() -> set[int]:
+    """The threads of each BLAS library loaded in this process (NumPy's OpenBLAS)."""
+    from threadpoolctl import threadpool_info
+
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
 def test_survey_classifies_on_one_blas_thread_and_gives_the_setting_back(labelled, tmp_path):
     """While a survey classifies, NumPy's matrix products (the guard's) run on one thread, so that OpenBLAS's
     spinning threads leave the cores to LiteRT and the reader (greenlens.survey.grid.classify_chunks); after it,
     the process's own setting is back."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    from threadpoolctl import threadpool_limits
 
     seen = []
 
@@ -142,13 +146,10 @@ def test_survey_classifies_on_one_blas_thread_and_gives_the_setting_back(labelle
 def test_overlapping_surveys_give_the_blas_setting_back_when_the_last_ends(labelled, tmp_path):
     """Two surveys of one process (the app's, with GREENLENS_HEAVY_JOBS above 1) that overlap: the one that ends
     first leaves the other on one thread, and the last gives back the setting the first found."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     from greenlens.survey.grid import Grid, classify_chunks
     from greenlens.survey.rasters import open_raster
-
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
     tiles, _ = labelled
     classifier = TileClassifier(MODEL)
