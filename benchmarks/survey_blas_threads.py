@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 from common import report
-from survey_speed import in_turn, in_turn_arguments, survey_in_child
+from survey_speed import in_turn, in_turn_arguments, survey_in_child, timing_columns
 
 # The child: predict.py's main, with the survey's BLAS limit left as it is ("one") or made a no-op ("all", from
 # the environment). It notes the BLAS threads the tile model was called with, so each row says what it measured.
@@ -62,10 +61,8 @@ def main() -> None:
     args, model, name, raster = in_turn_arguments(__doc__, "survey_blas_threads")
     labels = {"one": "one BLAS thread while classifying (as surveys run)", "all": "NumPy's default BLAS threads"}
     runs = in_turn(labels, lambda mode: survey(mode, model, raster), args.rounds)
-    rows = [{"survey": labels[mode], "BLAS threads": max(threads for _, _, threads in values),
-             "mean seconds": float(np.mean([wall for wall, _, _ in values])),
-             "each": " / ".join(f"{wall:.1f}" for wall, _, _ in values),
-             "mean CPU seconds": float(np.mean([cpu for _, cpu, _ in values]))} for mode, values in runs.items()]
+    rows = [{"survey": labels[mode], "BLAS threads": max(threads for _, _, threads in values), **timing_columns(values)}
+            for mode, values in runs.items()]
     speedup = rows[1]["mean seconds"] / rows[0]["mean seconds"]
     report(args.results, rows, {"model": name, "raster": f"{args.size:,} x {args.size:,} (survey_speed.py's)",
                                 "rounds": args.rounds, "speedup_of_one_thread": speedup})

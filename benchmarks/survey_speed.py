@@ -174,6 +174,13 @@ def in_turn(labels: dict[str, str], survey, rounds: int) -> dict[str, list[tuple
     return runs
 
 
+def timing_columns(values: list[tuple]) -> dict:
+    """A row's timing of the runs `in_turn` made of one mode, each (wall seconds, CPU seconds, ...)."""
+    return {"mean seconds": float(np.mean([run[0] for run in values])),
+            "each": " / ".join(f"{run[0]:.1f}" for run in values),
+            "mean CPU seconds": float(np.mean([run[1] for run in values]))}
+
+
 def survey_in_child(child: str, model: str, raster: Path, *extra: str, env: dict[str, str]) -> list[str]:
     """`predict.py MODEL RASTER --survey` run by `child` (Python source that runs sys.argv[1:] as a script and
     prints its measures as the last line of stderr) in a fresh process: those measures."""

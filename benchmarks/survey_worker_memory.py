@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from common import report
-from survey_speed import CACHE, in_turn, in_turn_arguments, survey_in_child
+from survey_speed import CACHE, in_turn, in_turn_arguments, survey_in_child, timing_columns
 
 # The child: predict.py's main, then the wall seconds, the CPU seconds of it and its workers (children of the
 # process that starts a LocalCluster, waited for when it closes) and the workers' system seconds.
@@ -56,16 +56,18 @@ def survey(mode: str, model: str, raster: Path) -> tuple[float, float, float, in
     """(wall seconds, CPU seconds of it and its workers, the workers' system seconds, workers that kept Dask's malloc
     setting) of one survey in a fresh process."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    kept = Path(tempfile.mkdtemp(prefix="kept-", dir=CACHE))
+    work = Path(tempfile.mkdtemp(prefix="workers-", dir=CACHE))
+    kept = work / "kept"
+    kept.mkdir()
     # Without a malloc setting of the calling shell's (a process that started a Dask cluster has Dask's): each row
     # gets only what its mode gives it.
     environment = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
     if mode == "dask":
-        (kept / "preload.py").write_text(PRELOAD)
-        environment |= {"DASK_DISTRIBUTED__WORKER__PRELOAD": repr([str(kept / "preload.py")]),
+        (work / "preload.py").write_text(PRELOAD)
+        environment |= {"DASK_DISTRIBUTED__WORKER__PRELOAD": repr([str(work / "preload.py")]),
                         "GREENLENS_BENCHMARK_KEPT": str(kept)}
     wall, cpu, system = survey_in_child(CHILD, model, raster, *MODES[mode][1], env=environment)
-    return float(wall), float(cpu), float(system), len([path for path in kept.iterdir() if path.suffix != ".py"])
+    return float(wall), float(cpu), float(system), len(list(kept.iterdir()))
 
 
 def main() -> None:
@@ -73,9 +75,7 @@ def main() -> None:
     runs = in_turn({mode: label for mode, (label, _) in MODES.items()}, lambda mode: survey(mode, model, raster),
                    args.rounds)
     rows = [{"survey": MODES[mode][0], "workers that kept Dask's setting": max(run[3] for run in values),
-             "mean seconds": float(np.mean([run[0] for run in values])),
-             "each": " / ".join(f"{run[0]:.1f}" for run in values),
-             "mean CPU seconds": float(np.mean([run[1] for run in values])),
+             **timing_columns(values),
              "workers' system seconds": float(np.mean([run[2] for run in values])) if mode != "one" else None}
             for mode, values in runs.items()]
     one, reset, dask = (row["mean seconds"] for row in rows)
