@@ -56,7 +56,7 @@ train-cactus: install keras-cache
 train: train-leaf train-cactus
 
 # Each prints a table and writes benchmarks/results/NAME.json; the README quotes them.
-BENCHMARKS = inference_latency throughput load_test hostile_inputs survey_speed survey_blas_threads survey_worker_memory tile_model_int8 tile_speed training_comparison adapt_flight dihedral_views
+BENCHMARKS = inference_latency throughput load_test hostile_inputs survey_speed survey_blas_threads survey_worker_memory survey_outputs tile_model_int8 tile_speed training_comparison adapt_flight dihedral_views
 benchmarks: install examples keras-cache
 	for name in $(BENCHMARKS); do $(BIN)/python benchmarks/$$name.py || exit 1; done
 

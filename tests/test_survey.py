@@ -283,6 +283,56 @@ def test_probability_tif_lies_over_the_tiles(surveyed):
         assert (values[:MARGIN] == nodata).all()  # the nodata margin stays nodata
 
 
+def with_hits(result, hits: np.ndarray):
+    """The surveyed result with these cells called cactus (probability 0.9) and the rest not (0.1), none flagged."""
+    from dataclasses import replace
+
+    assert hits.shape == result.probability.shape
+    return replace(result, probability=np.where(hits, 0.9, 0.1).astype(np.float32), flagged=np.zeros_like(hits))
+
+
+def test_patches_are_4_connected_groups_of_tiles_with_their_holes(surveyed):
+    """A ring of tiles around a 3 x 3 gap with one tile in its middle, and two tiles that touch only at a corner:
+    four patches, the ring with its hole, each with its number of tiles; the same as dissolving the tiles' boxes."""
+    import shapely
+
+    from greenlens.survey import outputs
+
+    hits = np.zeros(surveyed[0].probability.shape, bool)
+    hits[2:7, 2:7] = True
+    hits[3:6, 3:6] = False
+    hits[4, 4] = True
+    hits[10, 10] = hits[11, 11] = True
+    found = outputs.patches(with_hits(surveyed[0], hits))
+    assert sorted(tiles for _, tiles in found) == [1, 1, 1, 16]
+    ring = next(polygon for polygon, tiles in found if tiles == 16)
+    assert shapely.get_num_interior_rings(ring) == 1
+    assert shapely.area(ring) == (25 - 9) * 32 * 32
+    dissolved = shapely.get_parts(shapely.union_all(outputs.tile_boxes(with_hits(surveyed[0], hits), hits)[0]))
+    assert shapely.equals(shapely.normalize(shapely.union_all([polygon for polygon, _ in found])),
+                          shapely.normalize(shapely.union_all(dissolved)))
+    assert len(dissolved) == len(found)
+
+
+def test_tiles_csv_and_geojson_hold_every_tile_whatever_their_blocks(surveyed, tmp_path):
+    """Both are formatted a block of tiles at a time: blocks of a few tiles (the CSV's a grid row each) give the same
+    bytes as a survey's; the CSV has every classified tile in row order, as the csv module writes rows (CRLF)."""
+    from greenlens.survey import outputs
+
+    result, out, _, _ = surveyed
+    outputs.write_tiles_csv(result, tmp_path / "tiles.csv", block=7)
+    outputs.write_geojson(result, tmp_path / "cactus_tiles.geojson", block=7)
+    for name in ("tiles.csv", "cactus_tiles.geojson"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+    text = (out / "tiles.csv").read_bytes()
+    assert text.count(b"\r\n") == text.count(b"\n") == result.classified.sum() + 1
+    rows = read_csv(out / "tiles.csv")
+    cells = np.nonzero(result.classified)
+    assert [(int(row["y"]) // 32, int(row["x"]) // 32) for row in rows] == list(zip(*(c.tolist() for c in cells)))
+    np.testing.assert_allclose([float(row["probability"]) for row in rows], result.probability[cells], atol=5e-7)
+    assert [row["out_of_distribution"] for row in rows] == [str(int(f)) for f in result.flagged[cells]]
+
+
 @pytest.mark.slow
 def test_tile_size_resamples_other_ground_resolutions(labelled, classifier, tmp_path):
     """The same ground at twice the resolution: 64 x 64 source tiles averaged down to the model's 32."""
@@ -386,6 +436,23 @@ def test_the_worker_memory_benchmark_surveys_with_and_without_the_reset(cactus_d
     assert kept[:2] == [0, 0]
     assert kept[2] >= 1  # a 1,024-pixel raster is one chunk: one worker may get it
     assert all(row["mean seconds"] > 0 for row in rows)
+
+
+@pytest.mark.slow
+def test_the_outputs_benchmark_times_each_writer_and_all_of_them(cactus_dir, tmp_path):
+    """benchmarks/survey_outputs.py on a small orthomosaic of real tiles: a row for every writer and one for
+    write_outputs, and write_outputs' peak memory; the timings are the machine's."""
+    environment = {**os.environ, "BENCHMARK_RESULTS": str(tmp_path), "TMPDIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "benchmarks/survey_outputs.py", "--size", "1024", "--rounds", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=environment)
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = json.loads((tmp_path / "survey_outputs.json").read_text())
+    steps = [row["step"] for row in written["rows"]]
+    assert steps[1:6] == ["tiles.csv", "GeoPackage (tiles, patches)", "GeoJSON", "probability.tif", "overlay.png"]
+    assert steps[-1] == "every file (write_outputs)"
+    assert all(row["median seconds"] > 0 for row in written["rows"])
+    assert written["peak_mb"]["after_write_outputs"] >= written["peak_mb"]["result_loaded"] > 0
+    assert written["tiles"] == (1024 - 2 * 64) ** 2 // 32**2  # the survey_speed raster: a 64-pixel nodata margin
 
 
 def test_survey_command_line_and_its_errors(surveyed, tmp_path):
