@@ -170,11 +170,12 @@ def write_tiles_csv(result, path: Path, block: int = 50_000) -> None:
     CRLF): a writer call per row took twice as long on a large survey's hundreds of thousands of tiles."""
     grid = result.grid
     georeferenced = result.crs is not None
-    row_format = ",".join(["%d", "%d", "%.6f", *(["%.3f", "%.3f"] if georeferenced else []), "%d"]) + "\r\n"
-    header = ["x", "y", "probability", *(["map_x", "map_y"] if georeferenced else []), "out_of_distribution"]
+    fields = [("x", "%d"), ("y", "%d"), ("probability", "%.6f"),
+              *([("map_x", "%.3f"), ("map_y", "%.3f")] if georeferenced else []), ("out_of_distribution", "%d")]
+    row_format = ",".join(form for _, form in fields) + "\r\n"
     classified, rows_per_block = result.classified, max(1, block // grid.cols)
     with open(path, "w", newline="") as handle:
-        handle.write(",".join(header) + "\r\n")
+        handle.write(",".join(name for name, _ in fields) + "\r\n")
         for top in range(0, grid.rows, rows_per_block):
             rows, cols = np.nonzero(classified[top : top + rows_per_block])
             rows += top
