@@ -7,7 +7,7 @@ judge, and answered wrong, for the old models (a git revision, before robust tra
 ones (models/). None of these corruption implementations is used in training (the AugMix protocol:
 greenlens.training.augment), and the test split set nothing in training or selection.
 
-    python benchmarks/robustness.py [--old REV] [--tasks leaf cactus] [--images N | TASK=N ...]
+    python benchmarks/robustness.py [--old REV] [--tasks leaf cactus] [--images N | TASK=N ...] [--old-from JSON]
 
 Writes benchmarks/results/robustness.json and prints the tables the README and the cards quote.
 """
@@ -199,16 +199,27 @@ def main() -> int:
                         help="test images per condition, for every task or per task (default: leaf=120 cactus=1000)")
     parser.add_argument("--update-cards", action="store_true",
                         help="write the results into the new models' metrics.json and model cards (How it holds up)")
+    parser.add_argument("--old-from", type=Path, metavar="JSON",
+                        help="take the old models' rows from an earlier run's JSON (same --old and --images) instead of "
+                        "classifying again: the old models, images and corruption seeds are the same, so are their rows "
+                        "(but impulse noise, which imagecorruptions draws unseeded)")
+    parser.add_argument("--note", default="", help="why this run was made, kept in the JSON")
     args = parser.parse_args()
     args.per_task = images_per_task(args.images)
     from greenlens.core.inference import Classifier
 
-    old_root = old_models(args.old)
+    earlier = earlier_old_rows(args.old_from, args) if args.old_from else None
+    old_root = None if earlier else old_models(args.old)
     rows, summary, ood_rows = [], {}, []
     for task in args.tasks:
         started = time.perf_counter()
         images, labels = held_out_split(task, args.per_task[task])
-        models = {"old": Classifier.load(str(old_root / task)), "new": Classifier.load(str(args.new / task))}
+        models = {"new": Classifier.load(str(args.new / task))}
+        if earlier:
+            rows += [row for row in earlier["rows"] if row["task"] == task]
+            ood_rows += [row for row in earlier["out_of_distribution"] if row["task"] == task]
+        else:
+            models = {"old": Classifier.load(str(old_root / task)), **models}
         conditions = [("clean", 0, images)]
         jobs = [(name, severity) for name in CORRUPTIONS for severity in SEVERITIES]
         with ProcessPoolExecutor(os.cpu_count()) as pool:
@@ -222,7 +233,7 @@ def main() -> int:
                 row = {"task": task, "model": which, "condition": condition, "severity": severity,
                        **{k: round(v, 4) for k, v in outcomes(classifier, variant, labels).items()}}
                 rows.append(row)
-        for which in models:
+        for which in ("old", "new"):
             for severity in SEVERITIES:
                 picked = [r for r in rows if r["task"] == task and r["model"] == which and r["severity"] == severity
                           and r["condition"] in CORRUPTIONS]
@@ -239,17 +250,46 @@ def main() -> int:
                                  "refused": round(float(np.mean([p.refused for p in predictions])), 4)})
         print(f"{task}: {len(images)} test images, {len(conditions)} conditions, {time.perf_counter() - started:.0f} s",
               file=sys.stderr)
+    rows, ood_rows = old_beside_new(rows), old_beside_new(ood_rows, ("task", "set"))
     for key, values in summary.items():
         print(f"{key}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
     report("robustness", rows, {"summary": summary, "out_of_distribution": ood_rows, "old_revision": args.old,
                                 "seen_in_kind": sorted(SEEN_IN_KIND),
-                                "images_per_condition": {task: args.per_task[task] for task in args.tasks}})
+                                "images_per_condition": {task: args.per_task[task] for task in args.tasks},
+                                **({"old_rows_from": str(args.old_from)} if args.old_from else {}),
+                                **({"note": args.note} if args.note else {})})
     for row in ood_rows:
         print(row)
     if args.update_cards:
         for task in args.tasks:
             update_card(args.new / task, card_section(task, rows, ood_rows, args))
     return 0
+
+
+def old_beside_new(rows: list[dict], fields: tuple[str, ...] = ("task", "condition", "severity")) -> list[dict]:
+    """The rows of each task and condition (`fields`) side by side, the old model's first, in the order the new
+    model's ran (rows taken from an earlier run come all before the new ones)."""
+    def key(row: dict) -> tuple:
+        return tuple(row[field] for field in fields)
+
+    order = {key(row): index for index, row in enumerate(rows) if row["model"] == "new"}
+    return sorted(rows, key=lambda row: (order[key(row)], row["model"] != "old"))
+
+
+def earlier_old_rows(path: Path, args) -> dict:
+    """The old models' rows and out-of-distribution rows of an earlier run (benchmarks/results/robustness.json), after
+    checking that it compared the same revision on as many images per condition."""
+    import json
+
+    earlier = json.loads(Path(path).read_text())
+    if earlier["old_revision"] != args.old:
+        raise SystemExit(f"{path} compared revision {earlier['old_revision']}, not {args.old}")
+    for task in args.tasks:
+        if earlier["images_per_condition"].get(task) != args.per_task[task]:
+            raise SystemExit(f"{path} ran {earlier['images_per_condition'].get(task)} {task} images per condition, "
+                             f"not {args.per_task[task]}")
+    return {"rows": [row for row in earlier["rows"] if row["model"] == "old"],
+            "out_of_distribution": [row for row in earlier["out_of_distribution"] if row["model"] == "old"]}
 
 
 def card_section(task: str, rows: list[dict], ood_rows: list[dict], args) -> dict:

@@ -47,6 +47,23 @@ def test_each_problem_is_named_and_a_good_photo_passes(tmp_path):
     older = {key: value for key, value in check.__dict__.items() if key != "colour"}
     (tmp_path / "quality.json").write_text(json.dumps(older))
     assert QualityCheck.load(tmp_path).problems([cases["greyscale"][0]]) == [None]
+    del older["version"]  # fitted before the second measures: measured with the first, as it was fitted
+    (tmp_path / "quality.json").write_text(json.dumps(older))
+    assert QualityCheck.load(tmp_path).version == 1
+
+
+def test_the_second_measures_keep_telling_stronger_blur_apart():
+    """The first measures' edge energy has a floor from 8-bit rounding, which a strong blur reaches: blurred further,
+    a photo scores sharper. The second take out what the rounding explains, so sharpness keeps falling (to none)."""
+    from greenlens.core.quality import VERSION, measures
+
+    assert VERSION == 2
+    for seed in (7, 8, 9):
+        series = [np.asarray(Image.fromarray(textured(seed)).filter(ImageFilter.GaussianBlur(r))) for r in (1, 2, 4, 8)]
+        sharpness = measures(series, 128, 2)["blur"]
+        assert np.all(np.diff(sharpness) <= 0)
+        assert sharpness[-1] < sharpness[1]
+        assert measures(series, 128, 1)["blur"][-1] > measures(series, 128, 1)["blur"][-2]
 
 
 def test_min_confidence_refuses_the_least_sure_until_the_wrong_answers_fit_the_budget():
@@ -80,3 +97,28 @@ def test_a_quality_file_from_before_min_confidence_answers_every_class(tmp_path)
     assert check is not None
     assert check.min_confidence == 0.0
     assert not check.unclear(np.array([[0.5, 0.5], [0.51, 0.49]])).any()
+
+
+def test_widening_moves_a_limit_out_to_images_the_model_judged_and_never_in():
+    """greenlens.training.quality_sweep hands `widened` the blurred or noised images the model was shown to judge: the
+    limit moves out to all but the most extreme of them, never in, and leaves the other limits alone."""
+    import pytest
+
+    photos = [textured(seed) for seed in range(60)]
+    check = QualityCheck.fit(photos, side=128)
+    blurred = [np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(1)))
+               for photo in photos[:40]]
+    assert check.problems(blurred).count(PROBLEMS["blur"]) >= 35  # beyond what the check was fitted on
+    wider = check.widened("blur", blurred)
+    assert wider.blur < check.blur
+    assert {**wider.__dict__, "blur": check.blur} == check.__dict__
+    assert wider.problems(blurred).count(PROBLEMS["blur"]) <= 1  # all but the EXTREME of them
+    much_more = [np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(2))) for photo in photos[40:]]
+    assert wider.problems(much_more).count(PROBLEMS["blur"]) >= 15  # blurred more than it was shown: still refused
+    assert check.widened("blur", photos) == check  # as sharp as what it was fitted on: no change
+    rng = np.random.default_rng(1)
+    noisy = [np.clip(photo + rng.normal(0, 30, photo.shape), 0, 255).astype(np.uint8) for photo in photos[:40]]
+    assert check.widened("noise", noisy).noise > check.noise
+    assert check.widened("noise", photos) == check
+    with pytest.raises(ValueError, match="only the blur and noise"):
+        check.widened("dark", photos)

@@ -5,7 +5,8 @@ white, far out of focus, drowned in sensor noise, without colour. Its size and f
 model's own scale, are compared with the extremes of the model's augmented training views (which already hold
 blur, noise and bad exposure: greenlens.training.augment; the 0.5% most extreme views of each measure aside): an
 image beyond them is outside anything the model was trained or checked on, and gets a plain reason and
-what to do, instead of a guess or "not a leaf". And an image the model cannot tell apart (no class with at
+what to do, instead of a guess or "not a leaf". The blur and noise limits reach further where the model was shown to
+judge blurrier or noisier validation images (`widened`, greenlens.training.quality_sweep). And an image the model cannot tell apart (no class with at
 least `min_confidence`, fitted on augmented validation views) is too unclear to judge: selective classification
 (Geifman & El-Yaniv 2017, arXiv:1705.08500), where a wrong answer costs more than no answer. Stored in the model
 repo as `quality.json`; a repo without it answers every image as before. NumPy and PIL only: no TensorFlow.
@@ -14,7 +15,7 @@ repo as `quality.json`; a repo without it answers every image as before. NumPy a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,21 +50,45 @@ UNCLEAR_RISK = 0.02
 
 
 MEASURES = ("dark", "bright", "blur", "noise", "colour", "spread")
+# How the measures are taken. 1: on 8-bit luminance, `blur` the mean absolute Laplacian over contrast; rounding to
+# 8 bits gives every image a floor of edge energy, which a strongly blurred photo of a leaf on a plain background
+# reaches at a blur of about 2% of its side, so no blur beyond that could be told from it. 2 (since the limits reach
+# as far as the model judges, greenlens.training.quality_sweep): on luminance in floating point, `blur` the
+# Laplacian's root mean square above what the 8-bit rounding of the image's channels explains, over contrast, which
+# keeps falling as a photo blurs. A quality.json names its version; one without a version was fitted with 1 and is
+# measured so.
+VERSION = 2
+# The standard deviation that rounding each channel to 8 bits (uniform, 1/sqrt(12)) leaves in the luminance.
+ROUNDING = float(np.hypot.reduce([0.299, 0.587, 0.114]) / np.sqrt(12))
 
 
-def measures(images: list[np.ndarray], side: int) -> dict[str, np.ndarray]:
+def measures(images: list[np.ndarray], side: int, version: int = VERSION) -> dict[str, np.ndarray]:
     """Per image: `dark` (99th percentile of luminance: low when almost black), `bright` (1st
     percentile: high when almost white), `blur` (edge energy over contrast: low when out of focus),
     `noise` (Immerkaer's estimate of the noise's standard deviation), `colour` (Hasler and Suesstrunk's
-    colourfulness: 0 for a greyscale image), `spread` (luminance std)."""
-    rows = [{**_measure(_scaled(image, side, "L")), "colour": _colourfulness(_scaled(image, side, "RGB"))}
-            for image in images]
+    colourfulness: 0 for a greyscale image), `spread` (luminance std). `version`: see VERSION."""
+    if version not in (1, 2):
+        raise ValueError(f"unknown quality measures version {version}")
+    rows = [{**_measure(_luminance(image, side) if version == 2 else _scaled(image, side, "L"), version),
+             "colour": _colourfulness(_scaled(image, side, "RGB"))} for image in images]
     return {key: np.array([row[key] for row in rows], np.float64) for key in MEASURES}
+
+
+def _luminance(image: np.ndarray, side: int) -> np.ndarray:
+    """The image's luminance (ITU-R 601, as PIL's "L") in floating point, at the model's scale (`_scaled`): no
+    rounding to 8 bits on the way."""
+    rgb = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).convert("RGB"), np.float32)
+    picture = Image.fromarray(rgb @ np.array([0.299, 0.587, 0.114], np.float32), mode="F")
+    return _resized(picture, side)
 
 
 def _scaled(image: np.ndarray, side: int, mode: str) -> np.ndarray:
     """The image in `mode` (0-255) at about the model's input scale: its long side `side` (never upscaled)."""
-    picture = Image.fromarray(np.asarray(image, np.uint8)).convert(mode)
+    return _resized(Image.fromarray(np.asarray(image, np.uint8)).convert(mode), side)
+
+
+def _resized(picture: Image.Image, side: int) -> np.ndarray:
+    """`picture` with its long side `side` (never upscaled), as an array."""
     scale = side / max(picture.size)
     if scale < 1:
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
@@ -81,7 +106,7 @@ def _colourfulness(rgb: np.ndarray) -> float:
     return float(np.hypot(red_green.std(), yellow_blue.std()) + 0.3 * np.hypot(red_green.mean(), yellow_blue.mean()))
 
 
-def _measure(luminance: np.ndarray) -> dict[str, float]:
+def _measure(luminance: np.ndarray, version: int) -> dict[str, float]:
     low, high = np.percentile(luminance, [1, 99])
     spread = float(luminance.std())
     if min(luminance.shape) < 3:
@@ -93,8 +118,12 @@ def _measure(luminance: np.ndarray) -> dict[str, float]:
     noise_mask = (luminance[:-2, :-2] - 2 * luminance[:-2, 1:-1] + luminance[:-2, 2:]
                   - 2 * luminance[1:-1, :-2] + 4 * luminance[1:-1, 1:-1] - 2 * luminance[1:-1, 2:]
                   + luminance[2:, :-2] - 2 * luminance[2:, 1:-1] + luminance[2:, 2:])
-    return {"dark": float(high), "bright": float(low), "blur": float(np.abs(laplacian).mean() / (spread + 1.0)),
-            "noise": float(np.sqrt(np.pi / 2) * np.abs(noise_mask).mean() / 6), "spread": spread}
+    noise = float(np.sqrt(np.pi / 2) * np.abs(noise_mask).mean() / 6)
+    if version == 1:
+        edges = float(np.abs(laplacian).mean())
+    else:  # white noise of standard deviation s gives the Laplacian a variance of 20 s^2: the rounding's is not edges
+        edges = float(np.sqrt(max(0.0, float(np.mean(laplacian**2)) - 20 * ROUNDING**2)))
+    return {"dark": float(high), "bright": float(low), "blur": edges / (spread + 1.0), "noise": noise, "spread": spread}
 
 
 @dataclass
@@ -112,21 +141,39 @@ class QualityCheck:
     noise: float
     min_confidence: float = 0.0  # absent from quality.json of repos fitted before it: every class answered
     colour: float = 0.0  # likewise: no image is refused for its colour
+    version: int = 1  # how the measures are taken (VERSION); absent from quality.json fitted with the first
 
     @classmethod
     def fit(cls, images: list[np.ndarray], side: int) -> QualityCheck:
-        values = measures(images, side)
+        values = measures(images, side, VERSION)
         photos = values["spread"] >= FLAT
         low, high = EXTREME, 1 - EXTREME
         smallest = min(min(image.shape[:2]) for image in images)
         # Flat views (a solid colour, as a view darkened to black becomes) are no photo of anything: left out.
         return cls(side, max(1, int(smallest * SMALLEST)), float(np.quantile(values["dark"][photos], low)),
                    float(np.quantile(values["bright"][photos], high)), float(np.quantile(values["blur"][photos], low)),
-                   float(np.quantile(values["noise"][photos], high)), colour=float(np.quantile(values["colour"][photos], low)))
+                   float(np.quantile(values["noise"][photos], high)), colour=float(np.quantile(values["colour"][photos], low)),
+                   version=VERSION)
+
+    def widened(self, measure: str, images: list[np.ndarray]) -> QualityCheck:
+        """This check with the `measure` limit ("blur" or "noise") moved out to the extreme of `images` (EXTREME
+        aside) where that lies beyond it; never moved in. `images`: ones the model was shown to judge
+        (greenlens.training.quality_sweep)."""
+        if measure not in ("blur", "noise"):
+            raise ValueError(f"only the blur and noise limits are widened, not {measure!r}")
+        if not images:
+            return self
+        values = measures(images, self.side, self.version)
+        photos = values["spread"] >= FLAT
+        if not photos.any():
+            return self
+        if measure == "blur":  # low is blurred
+            return replace(self, blur=min(self.blur, float(np.quantile(values["blur"][photos], EXTREME))))
+        return replace(self, noise=max(self.noise, float(np.quantile(values["noise"][photos], 1 - EXTREME))))
 
     def problems(self, images: list[np.ndarray]) -> list[str | None]:
         """Per image, the reason it is too poor to judge (a value of PROBLEMS), or None."""
-        values = measures(images, self.side)
+        values = measures(images, self.side, self.version)
         answers: list[str | None] = []
         rows = zip(images, *(values[k] for k in MEASURES))
         for image, dark, bright, blur, noise, colour, spread in rows:

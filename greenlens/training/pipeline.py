@@ -22,6 +22,7 @@ from greenlens.training import data, evaluation
 from greenlens.training import guard as guard_fitting
 from greenlens.training.card import render_card
 from greenlens.training.finetune import TrainConfig, TrainResult, augment, fine_tune
+from greenlens.training.quality_sweep import widen_limits
 
 # Augmented views per image that the guard and the quality check are fitted on (training images) and
 # whose thresholds they set (validation images), beside the images themselves: realistic variation is
@@ -119,13 +120,15 @@ def fit_guard(model, config: TrainConfig, splits: dict[str, data.Examples], *, t
               other_images: dict[str, list[np.ndarray]]) -> Fitted:
     """The quality check and the out-of-distribution guard, fitted on the training images and fresh augmented
     views of them (realistic variation is then in distribution); the guard's thresholds come from validation
-    images and their views, never from the test split, and so does the quality check's `min_confidence`
-    (the views' classes are known). Measured on the test split and `other_images`."""
+    images and their views, never from the test split, and so do the quality check's `min_confidence` (the views'
+    classes are known) and how far its blur and noise limits reach beyond the training views (`widen_limits`: as far
+    as the model judges blurred and noised validation images). Measured on the test split and `other_images`."""
     train, validation, test = (splits[name] for name in SPLITS)
     spec = get_backbone(config.recipe.backbone)
     train_views, train_view_labels = _views(train, config, seed=config.seed + 101)
     validation_views, validation_view_labels = _views(validation, config, seed=config.seed + 202)
     quality = QualityCheck.fit(train.images + train_views, config.recipe.image_size)
+    quality, sweeps = widen_limits(quality, model, validation.images, validation.labels, seed=config.seed + 303)
     guard, fitted_quality, report, probabilities = guard_fitting.fit_and_measure(
         model, list(spec.guard_layers), train.images + train_views, np.concatenate([train.labels, train_view_labels]),
         validation.images, test.images, other_images, typical_size, threshold_images=validation_views,
@@ -134,7 +137,7 @@ def fit_guard(model, config: TrainConfig, splits: dict[str, data.Examples], *, t
         quality=quality,
     )
     assert fitted_quality is not None  # given, so returned with its min_confidence
-    return Fitted(guard, report, probabilities, fitted_quality)
+    return Fitted(guard, {**report, "quality_sweeps": sweeps}, probabilities, fitted_quality)
 
 
 @dataclass
