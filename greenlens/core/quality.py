@@ -1,15 +1,16 @@
 """Is a photo good enough to judge? The third kind of answer, beside a class and "not a strawberry leaf".
 
-A photo can be of the right thing and still too poor for any answer: a thumbnail, almost black, almost
-white, far out of focus, drowned in sensor noise, without colour. Its size and five measures of the image, at the
-model's own scale, are compared with the extremes of the model's augmented training views (which already hold
-blur, noise and bad exposure: greenlens.training.augment; the 0.5% most extreme views of each measure aside): an
-image beyond them is outside anything the model was trained or checked on, and gets a plain reason and
-what to do, instead of a guess or "not a leaf". The blur and noise limits reach further where the model was shown to
-judge blurrier or noisier validation images (`widened`, greenlens.training.quality_sweep). And an image the model cannot tell apart (no class with at
-least `min_confidence`, fitted on augmented validation views) is too unclear to judge: selective classification
-(Geifman & El-Yaniv 2017, arXiv:1705.08500), where a wrong answer costs more than no answer. Stored in the model
-repo as `quality.json`; a repo without it answers every image as before. NumPy and PIL only: no TensorFlow.
+A photo can be of the right thing and still too poor for any answer: a thumbnail, almost black, almost white, far
+out of focus, drowned in sensor noise, without colour. Its size and five measures of the image, at the model's own
+scale, are compared with the extremes of the model's augmented training views (which already hold blur, noise and
+bad exposure: greenlens.training.augment; the 0.5% most extreme views of each measure aside): an image beyond them
+is outside anything the model was trained or checked on, and gets a plain reason and what to do, instead of a guess
+or "not a leaf". The blur and noise limits reach further where the model was shown to judge blurrier or noisier
+validation images (`widened`, greenlens.training.quality_sweep). And an image the model cannot tell apart (no class
+with at least `min_confidence`, fitted on augmented validation views) is too unclear to judge: selective
+classification (Geifman & El-Yaniv 2017, arXiv:1705.08500), where a wrong answer costs more than no answer. Stored
+in the model repo as `quality.json`; a repo without it answers every image as before. NumPy and PIL only: no
+TensorFlow.
 """
 
 from __future__ import annotations
