@@ -100,8 +100,9 @@ def test_a_quality_file_from_before_min_confidence_answers_every_class(tmp_path)
 
 
 def test_widening_moves_a_limit_out_to_images_the_model_judged_and_never_in():
-    """greenlens.training.quality_sweep hands `widened` the blurred or noised images the model was shown to judge: the
-    limit moves out to all but the most extreme of them, never in, and leaves the other limits alone."""
+    """greenlens.training.quality_sweep hands `widened` the measures of the blurred or noised images the model was
+    shown to judge: the limit moves out to all but the most extreme of them, never in, and leaves the other limits
+    alone."""
     import pytest
 
     photos = [textured(seed) for seed in range(60)]
@@ -109,16 +110,16 @@ def test_widening_moves_a_limit_out_to_images_the_model_judged_and_never_in():
     blurred = [np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(1)))
                for photo in photos[:40]]
     assert check.problems(blurred).count(PROBLEMS["blur"]) >= 35  # beyond what the check was fitted on
-    wider = check.widened("blur", blurred)
+    wider = check.widened("blur", check.measured(blurred))
     assert wider.blur < check.blur
     assert {**wider.__dict__, "blur": check.blur} == check.__dict__
     assert wider.problems(blurred).count(PROBLEMS["blur"]) <= 1  # all but the EXTREME of them
     much_more = [np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(2))) for photo in photos[40:]]
     assert wider.problems(much_more).count(PROBLEMS["blur"]) >= 15  # blurred more than it was shown: still refused
-    assert check.widened("blur", photos) == check  # as sharp as what it was fitted on: no change
+    assert check.widened("blur", check.measured(photos)) == check  # as sharp as what it was fitted on: no change
     rng = np.random.default_rng(1)
     noisy = [np.clip(photo + rng.normal(0, 30, photo.shape), 0, 255).astype(np.uint8) for photo in photos[:40]]
-    assert check.widened("noise", noisy).noise > check.noise
-    assert check.widened("noise", photos) == check
+    assert check.widened("noise", check.measured(noisy)).noise > check.noise
+    assert check.widened("noise", check.measured(photos)) == check
     with pytest.raises(ValueError, match="only the blur and noise"):
-        check.widened("dark", photos)
+        check.widened("dark", check.measured(photos))

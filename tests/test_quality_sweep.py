@@ -40,12 +40,14 @@ def gaussian(image: np.ndarray, strength: float) -> np.ndarray:
 def test_the_sweep_stops_at_the_first_step_the_model_gets_wrong_too_often(leaf_dir):
     repo = repository.load(str(LEAF))
     images, labels = validation_leaves(leaf_dir, 24)
-    result, judged = sweep(repo.model, images, labels, "blur", seed=0)
+    quality = QualityCheck.load(LEAF)
+    assert quality is not None
+    result, judged = sweep(repo.model, quality, images, labels, "blur", seed=0)
     assert 1 <= result.judged < len(BLUR_STEPS)  # the mildest blur is judged, the strongest is not
     assert all(wrong <= UNCLEAR_RISK for wrong in result.wrong[: result.judged])
     assert len(result.wrong) == result.judged + 1
     assert result.wrong[-1] > UNCLEAR_RISK
-    assert len(judged) == result.judged * len(images)
+    assert all(len(values) == result.judged * len(images) for values in judged.values())
     assert result.as_record()["steps"] == list(BLUR_STEPS[: result.judged + 1])
 
 

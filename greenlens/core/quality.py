@@ -51,6 +51,9 @@ UNCLEAR_RISK = 0.02
 
 
 MEASURES = ("dark", "bright", "blur", "noise", "colour", "spread")
+# Which end of each limited measure is worse: low (almost black, blurred, colourless) or high (almost white, noisy).
+LOW = ("dark", "blur", "colour")
+HIGH = ("bright", "noise")
 # How the measures are taken. 1: on 8-bit luminance, `blur` the mean absolute Laplacian over contrast; rounding to
 # 8 bits gives every image a floor of edge energy, which a strongly blurred photo of a leaf on a plain background
 # reaches at a blur of about 2% of its side, so no blur beyond that could be told from it. 2 (since the limits reach
@@ -127,6 +130,13 @@ def _measure(luminance: np.ndarray, version: int) -> dict[str, float]:
     return {"dark": float(high), "bright": float(low), "blur": edges / (spread + 1.0), "noise": noise, "spread": spread}
 
 
+def _extreme(values: dict[str, np.ndarray], measure: str) -> float:
+    """The limit of `measure` among `values` (of `measures`): its EXTREME quantile on the side that is worse (LOW or
+    HIGH). Flat images (a solid colour, as a view darkened to black becomes) are no photo of anything: left out."""
+    photos = values[measure][values["spread"] >= FLAT]
+    return float(np.quantile(photos, EXTREME if measure in LOW else 1 - EXTREME))
+
+
 @dataclass
 class QualityCheck:
     """The limits of each measure among the training views: `dark`, `blur` and `colour` the lowest, `bright`
@@ -147,34 +157,29 @@ class QualityCheck:
     @classmethod
     def fit(cls, images: list[np.ndarray], side: int) -> QualityCheck:
         values = measures(images, side, VERSION)
-        photos = values["spread"] >= FLAT
-        low, high = EXTREME, 1 - EXTREME
         smallest = min(min(image.shape[:2]) for image in images)
-        # Flat views (a solid colour, as a view darkened to black becomes) are no photo of anything: left out.
-        return cls(side, max(1, int(smallest * SMALLEST)), float(np.quantile(values["dark"][photos], low)),
-                   float(np.quantile(values["bright"][photos], high)), float(np.quantile(values["blur"][photos], low)),
-                   float(np.quantile(values["noise"][photos], high)), colour=float(np.quantile(values["colour"][photos], low)),
-                   version=VERSION)
+        limits = {measure: _extreme(values, measure) for measure in (*LOW, *HIGH)}
+        return cls(side, max(1, int(smallest * SMALLEST)), limits["dark"], limits["bright"], limits["blur"],
+                   limits["noise"], colour=limits["colour"], version=VERSION)
 
-    def widened(self, measure: str, images: list[np.ndarray]) -> QualityCheck:
-        """This check with the `measure` limit ("blur" or "noise") moved out to the extreme of `images` (EXTREME
-        aside) where that lies beyond it; never moved in. `images`: ones the model was shown to judge
-        (greenlens.training.quality_sweep)."""
+    def measured(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """`measures` of `images` as this check takes them (its side and version)."""
+        return measures(images, self.side, self.version)
+
+    def widened(self, measure: str, values: dict[str, np.ndarray]) -> QualityCheck:
+        """This check with the `measure` limit ("blur" or "noise") moved out to the extreme of `values` (EXTREME
+        aside) where that lies beyond it; never moved in. `values`: `measured` of images the model was shown to
+        judge (greenlens.training.quality_sweep)."""
         if measure not in ("blur", "noise"):
             raise ValueError(f"only the blur and noise limits are widened, not {measure!r}")
-        if not images:
+        if not (values["spread"] >= FLAT).any():
             return self
-        values = measures(images, self.side, self.version)
-        photos = values["spread"] >= FLAT
-        if not photos.any():
-            return self
-        if measure == "blur":  # low is blurred
-            return replace(self, blur=min(self.blur, float(np.quantile(values["blur"][photos], EXTREME))))
-        return replace(self, noise=max(self.noise, float(np.quantile(values["noise"][photos], 1 - EXTREME))))
+        outward = min if measure in LOW else max
+        return replace(self, **{measure: outward(getattr(self, measure), _extreme(values, measure))})
 
     def problems(self, images: list[np.ndarray]) -> list[str | None]:
         """Per image, the reason it is too poor to judge (a value of PROBLEMS), or None."""
-        values = measures(images, self.side, self.version)
+        values = self.measured(images)
         answers: list[str | None] = []
         rows = zip(images, *(values[k] for k in MEASURES))
         for image, dark, bright, blur, noise, colour, spread in rows:

@@ -18,7 +18,7 @@ import numpy as np
 
 from greenlens.core.backbones import images_per_batch
 from greenlens.core.batches import predict_images
-from greenlens.core.quality import UNCLEAR_RISK, QualityCheck
+from greenlens.core.quality import MEASURES, UNCLEAR_RISK, QualityCheck
 
 # Steps of each degradation, mildest first: a blur's sigma as a fraction of the image's long side, a noise's
 # standard deviation on 0-255. Each step a third stronger than the last, from well inside the training views'
@@ -33,7 +33,6 @@ IMAGES = 300
 class Sweep:
     """One degradation swept: each step's strength, the model's wrong share there, and the steps it judged."""
 
-    measure: str  # the QualityCheck measure it widens: "blur" or "noise"
     steps: tuple[float, ...]
     wrong: tuple[float, ...]  # per step tried; the sweep stops after the first step beyond the risk
     judged: int  # steps 0..judged-1 stayed within the risk
@@ -71,14 +70,14 @@ def noisy(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.nd
 DEGRADATIONS = {"blur": (blurred, BLUR_STEPS), "noise": (noisy, NOISE_STEPS)}
 
 
-def sweep(model, images: list[np.ndarray], labels: np.ndarray, measure: str, *, seed: int,
-          risk: float = UNCLEAR_RISK) -> tuple[Sweep, list[np.ndarray]]:
+def sweep(model, quality: QualityCheck, images: list[np.ndarray], labels: np.ndarray, measure: str, *, seed: int,
+          risk: float = UNCLEAR_RISK) -> tuple[Sweep, dict[str, np.ndarray]]:
     """Degrades `images` by each step of `measure`'s degradation in turn until the model (as it answers: on all
-    its views) is wrong on more than `risk` of a step's images. Returns the sweep and the images of the steps
-    within the risk."""
+    its views) is wrong on more than `risk` of a step's images. Returns the sweep and the `quality` check's
+    measures of the images of the steps within the risk: only those are kept (a step's leaves take 60 MB)."""
     degrade, steps = DEGRADATIONS[measure]
     rng = np.random.default_rng(seed)
-    judged: list[np.ndarray] = []
+    judged: list[dict[str, np.ndarray]] = []
     wrong: list[float] = []
     for strength in steps:
         degraded = [degrade(image, strength, rng) for image in images]
@@ -86,8 +85,9 @@ def sweep(model, images: list[np.ndarray], labels: np.ndarray, measure: str, *, 
         wrong.append(float(np.mean(probabilities.argmax(axis=1) != labels)))
         if wrong[-1] > risk:
             break
-        judged += degraded
-    return Sweep(measure, steps, tuple(wrong), len(wrong) - (wrong[-1] > risk)), judged
+        judged.append(quality.measured(degraded))
+    values = {key: np.concatenate([step[key] for step in judged]) if judged else np.empty(0) for key in MEASURES}
+    return Sweep(steps, tuple(wrong), len(judged)), values
 
 
 def widen_limits(quality: QualityCheck, model, images: list[np.ndarray], labels, *, seed: int,
@@ -98,7 +98,7 @@ def widen_limits(quality: QualityCheck, model, images: list[np.ndarray], labels,
     images, labels = [images[i] for i in chosen], np.asarray(labels)[chosen]
     record: dict = {"risk": UNCLEAR_RISK, "images": len(images)}
     for measure in DEGRADATIONS:
-        result, judged = sweep(model, images, labels, measure, seed=seed)
+        result, judged = sweep(model, quality, images, labels, measure, seed=seed)
         before = getattr(quality, measure)
         quality = quality.widened(measure, judged)
         record[measure] = {**result.as_record(), "limit_from_training_views": before, "limit": getattr(quality, measure)}
