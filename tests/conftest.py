@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
 from functools import cache
 from pathlib import Path
@@ -143,3 +145,15 @@ def generated_cactus_dir(tmp_path) -> Path:
         rows.append(f"{name},{has_cactus}")
     (root / "train.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def validation_leaves(leaf_dir, count: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """`count` of the bundled leaf model's validation photos (both classes), with their class indices."""
+    from greenlens.core.images import decode_image
+
+    leaf = ROOT / "models" / "leaf"
+    labels = json.loads((leaf / "labels.json").read_text())
+    with open(leaf / "validation.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows = [rows[i] for i in np.linspace(0, len(rows) - 1, count).astype(int)]
+    return [decode_image(leaf_dir / row["file"]) for row in rows], np.array([labels.index(row["label"]) for row in rows])

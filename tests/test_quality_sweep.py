@@ -4,9 +4,6 @@ what it judged is answered with its class where the training views' limit called
 
 from __future__ import annotations
 
-import csv
-import json
-
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
@@ -18,18 +15,9 @@ from greenlens.core.inference import Classifier
 from greenlens.core.quality import PROBLEMS, UNCLEAR_RISK, QualityCheck
 from greenlens.training.quality_sweep import BLUR_STEPS, sweep
 
-from .conftest import ROOT
+from .conftest import ROOT, validation_leaves
 
 LEAF = ROOT / "models" / "leaf"
-
-
-def validation_leaves(leaf_dir, count: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """`count` of the bundled leaf model's validation photos (both classes), with their class indices."""
-    labels = json.loads((LEAF / "labels.json").read_text())
-    with open(LEAF / "validation.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    rows = [rows[i] for i in np.linspace(0, len(rows) - 1, count).astype(int)]
-    return [decode_image(leaf_dir / row["file"]) for row in rows], np.array([labels.index(row["label"]) for row in rows])
 
 
 def gaussian(image: np.ndarray, strength: float) -> np.ndarray:

@@ -72,7 +72,7 @@ def _build(a: Augmentation, side: int):
                  border_mode=cv2.BORDER_REFLECT_101, p=0.6),
         A.OneOf([
             A.GaussianBlur(blur_limit=0, sigma_limit=(0.3, blur_px)),
-            A.MotionBlur(blur_limit=(3, max(3, odd(blur_px * 3))), angle_range=(0, 360)),
+            A.MotionBlur(blur_limit=(3, max(3, odd(blur_px * a.motion))), angle_range=(0, 360)),
             A.Defocus(radius=(1, max(1, round(blur_px * 1.5))), alias_blur=(0.1, 0.4)),
         ], p=0.45),
         A.OneOf([

@@ -43,18 +43,26 @@ class Sweep:
 
 
 def blurred(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian blur with a sigma of `strength` times the image's long side, or (half the time) motion blur as wide:
-    a line at a random angle, sqrt(12) sigma long. A model may judge one better than the other at the same
-    sharpness, and the check's blur limit is one number for both."""
+    """Gaussian blur with a sigma of `strength` times the image's long side, or (half the time) motion blur as wide
+    at a random angle. A model may judge one better than the other at the same sharpness, and the check's blur limit
+    is one number for both."""
+    import cv2
+
+    if rng.random() < 0.5:
+        sigma = strength * max(image.shape[:2])
+        return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101)
+    return motion_blurred(image, strength, angle=rng.uniform(0, np.pi))
+
+
+def motion_blurred(image: np.ndarray, strength: float, *, angle: float) -> np.ndarray:
+    """Motion blur as wide as a Gaussian of sigma `strength` times the image's long side: a line at `angle` (radians),
+    sqrt(12) sigma long (a uniform streak of that length has that standard deviation)."""
     import cv2
 
     sigma = strength * max(image.shape[:2])
-    if rng.random() < 0.5:
-        return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT_101)
     length = max(2, round(np.sqrt(12) * sigma))
     size = length | 1
     kernel = np.zeros((size, size), np.float32)
-    angle = rng.uniform(0, np.pi)
     offset = (length - 1) / 2 * np.array([np.cos(angle), np.sin(angle)])
     centre = np.array([size // 2, size // 2])
     start, end = np.round(centre - offset).astype(int), np.round(centre + offset).astype(int)
