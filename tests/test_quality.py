@@ -1,7 +1,7 @@
 """The quality check on images the test makes: fitted on sharp, well-exposed photos-to-be (textured
-images), it names what is wrong with a blurred, noisy, black, white, greyscale or tiny one, leaves a flat colour
-to the guard, and survives the model repo's JSON; a quality.json written before the colour limit refuses no image for
-its colour."""
+images), it names what is wrong with a blurred, noisy, black, white, washed-out, greyscale or tiny one, leaves a flat
+colour to the guard, and survives the model repo's JSON; a quality.json written before the colour or contrast limit
+refuses no image for its colour or contrast."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def textured(seed: int, side: int = 128) -> np.ndarray:
     return np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
 
 
+def washed(photo: np.ndarray, share: float) -> np.ndarray:
+    """A mid-grey veil over the photo (haze), leaving `share` of its contrast: mid-grey, so that the textured
+    photos' narrow exposure limits do not answer first."""
+    return np.clip(photo * share + (1 - share) * 124, 0, 255).astype(np.uint8)
+
+
 def test_each_problem_is_named_and_a_good_photo_passes(tmp_path):
     check = QualityCheck.fit([textured(seed) for seed in range(60)], side=128)
     photo = textured(100)
@@ -37,6 +43,7 @@ def test_each_problem_is_named_and_a_good_photo_passes(tmp_path):
         "white": (np.clip(photo * 0.1 + 235, 0, 255).astype(np.uint8), PROBLEMS["bright"]),
         "tiny": (photo[:20, :20], PROBLEMS["small"]),
         "greyscale": (np.asarray(Image.fromarray(photo).convert("L").convert("RGB")), PROBLEMS["colour"]),
+        "washed out": (washed(photo, 0.25), PROBLEMS["contrast"]),
         "flat grey": (np.full((128, 128, 3), 128, np.uint8), None),  # not a photo of anything: the guard's to refuse
     }
     answers = dict(zip(cases, check.problems([image for image, _ in cases.values()])))
@@ -44,9 +51,10 @@ def test_each_problem_is_named_and_a_good_photo_passes(tmp_path):
     check.save(tmp_path)
     assert QualityCheck.load(tmp_path) == check
     assert QualityCheck.load(tmp_path / "elsewhere") is None
-    older = {key: value for key, value in check.__dict__.items() if key != "colour"}
+    older = {key: value for key, value in check.__dict__.items() if key not in ("colour", "contrast")}
     (tmp_path / "quality.json").write_text(json.dumps(older))
     assert QualityCheck.load(tmp_path).problems([cases["greyscale"][0]]) == [None]
+    assert QualityCheck.load(tmp_path).problems([cases["washed out"][0]]) != [PROBLEMS["contrast"]]
     del older["version"]  # fitted before the second measures: measured with the first, as it was fitted
     (tmp_path / "quality.json").write_text(json.dumps(older))
     assert QualityCheck.load(tmp_path).version == 1
@@ -121,5 +129,8 @@ def test_widening_moves_a_limit_out_to_images_the_model_judged_and_never_in():
     noisy = [np.clip(photo + rng.normal(0, 30, photo.shape), 0, 255).astype(np.uint8) for photo in photos[:40]]
     assert check.widened("noise", check.measured(noisy)).noise > check.noise
     assert check.widened("noise", check.measured(photos)) == check
-    with pytest.raises(ValueError, match="only the blur and noise"):
+    hazy = [washed(photo, 0.3) for photo in photos[:40]]
+    assert check.widened("contrast", check.measured(hazy)).contrast < check.contrast
+    assert check.widened("contrast", check.measured(photos)) == check
+    with pytest.raises(ValueError, match="only the blur, noise, contrast"):
         check.widened("dark", check.measured(photos))

@@ -1,16 +1,16 @@
 """Is a photo good enough to judge? The third kind of answer, beside a class and "not a strawberry leaf".
 
 A photo can be of the right thing and still too poor for any answer: a thumbnail, almost black, almost white, far
-out of focus, drowned in sensor noise, without colour. Its size and five measures of the image, at the model's own
-scale, are compared with the extremes of the model's augmented training views (which already hold blur, noise and
-bad exposure: greenlens.training.augment; the 0.5% most extreme views of each measure aside): an image beyond them
-is outside anything the model was trained or checked on, and gets a plain reason and what to do, instead of a guess
-or "not a leaf". The blur and noise limits reach further where the model was shown to judge blurrier or noisier
-validation images (`widened`, greenlens.training.quality_sweep). And an image the model cannot tell apart (no class
-with at least `min_confidence`, fitted on augmented validation views) is too unclear to judge: selective
-classification (Geifman & El-Yaniv 2017, arXiv:1705.08500), where a wrong answer costs more than no answer. Stored
-in the model repo as `quality.json`; a repo without it answers every image as before. NumPy and PIL only: no
-TensorFlow.
+out of focus, drowned in sensor noise, washed out by haze or glare, without colour. Its size and six measures of the
+image, at the model's own scale, are compared with the extremes of the model's augmented training views (which
+already hold blur, noise and bad exposure: greenlens.training.augment; the 0.5% most extreme views of each measure
+aside): an image beyond them is outside anything the model was trained or checked on, and gets a plain reason and
+what to do, instead of a guess or "not a leaf". The blur, noise and contrast limits reach further where the model
+was shown to judge blurrier, noisier or more washed-out validation images (`widened`,
+greenlens.training.quality_sweep). And an image the model cannot tell apart (no class with at least
+`min_confidence`, fitted on augmented validation views) is too unclear to judge: selective classification (Geifman &
+El-Yaniv 2017, arXiv:1705.08500), where a wrong answer costs more than no answer. Stored in the model repo as
+`quality.json`; a repo without it answers every image as before. NumPy and PIL only: no TensorFlow.
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ import numpy as np
 from PIL import Image
 
 FILENAME = "quality.json"
-# A luminance standard deviation below this is a flat image (a solid colour): not a photo of anything,
-# so the guard, not this check, answers it, unless it is almost black or almost white (this luminance).
+# Views with a luminance standard deviation below this (one darkened to black, say) hold too little picture to
+# place the limits by: fitting leaves them out.
 FLAT = 3.0
+# An image whose luminance standard deviation is below this is a solid colour: not a photo of anything, so the
+# guard, not this check, answers it, unless it is almost black or almost white (this luminance). A photo at a
+# twentieth of its contrast still keeps more than this (a leaf photo about 2 levels, a cactus tile about 1).
+SOLID = 0.5
 ALMOST_WHITE = 240
 # What the answer says, by measure.
 # Share of training views beyond each limit: a limit is that quantile of the views, not their single most
@@ -40,6 +44,7 @@ PROBLEMS = {
     "bright": "too bright to judge: retake it out of glare, or with less exposure",
     "blur": "too blurred to judge: retake it in focus",
     "noise": "too noisy to judge: retake it in better light",
+    "contrast": "too little contrast to judge: retake it out of haze, fog or glare",
     "colour": "too little colour to judge: send a colour photo taken in daylight",
     "unclear": "too unclear to judge: the model cannot tell; retake it closer, in focus and in good light",
 }
@@ -50,10 +55,13 @@ PROBLEMS = {
 UNCLEAR_RISK = 0.02
 
 
-MEASURES = ("dark", "bright", "blur", "noise", "colour", "spread")
-# Which end of each limited measure is worse: low (almost black, blurred, colourless) or high (almost white, noisy).
-LOW = ("dark", "blur", "colour")
+MEASURES = ("dark", "bright", "blur", "noise", "colour", "contrast")
+# Which end of each limited measure is worse: low (almost black, blurred, colourless, washed out) or high (almost
+# white, noisy).
+LOW = ("dark", "blur", "colour", "contrast")
 HIGH = ("bright", "noise")
+# The limits that reach as far as the model judges (greenlens.training.quality_sweep), beyond the training views.
+WIDENED = ("blur", "noise", "contrast")
 # How the measures are taken. 1: on 8-bit luminance, `blur` the mean absolute Laplacian over contrast; rounding to
 # 8 bits gives every image a floor of edge energy, which a strongly blurred photo of a leaf on a plain background
 # reaches at a blur of about 2% of its side, so no blur beyond that could be told from it. 2 (since the limits reach
@@ -70,7 +78,8 @@ def measures(images: list[np.ndarray], side: int, version: int = VERSION) -> dic
     """Per image: `dark` (99th percentile of luminance: low when almost black), `bright` (1st
     percentile: high when almost white), `blur` (edge energy over contrast: low when out of focus),
     `noise` (Immerkaer's estimate of the noise's standard deviation), `colour` (Hasler and Suesstrunk's
-    colourfulness: 0 for a greyscale image), `spread` (luminance std). `version`: see VERSION."""
+    colourfulness: 0 for a greyscale image), `contrast` (the luminance's standard deviation, RMS contrast: low when
+    washed out). `version`: see VERSION."""
     if version not in (1, 2):
         raise ValueError(f"unknown quality measures version {version}")
     rows = [{**_measure(_luminance(image, side) if version == 2 else _scaled(image, side, "L"), version),
@@ -112,9 +121,9 @@ def _colourfulness(rgb: np.ndarray) -> float:
 
 def _measure(luminance: np.ndarray, version: int) -> dict[str, float]:
     low, high = np.percentile(luminance, [1, 99])
-    spread = float(luminance.std())
+    contrast = float(luminance.std())
     if min(luminance.shape) < 3:
-        return {"dark": float(high), "bright": float(low), "blur": 0.0, "noise": 0.0, "spread": spread}
+        return {"dark": float(high), "bright": float(low), "blur": 0.0, "noise": 0.0, "contrast": contrast}
     # The discrete Laplacian: large where edges are sharp, small where they are smeared.
     laplacian = (luminance[1:-1, :-2] + luminance[1:-1, 2:] + luminance[:-2, 1:-1] + luminance[2:, 1:-1]
                  - 4 * luminance[1:-1, 1:-1])
@@ -127,20 +136,20 @@ def _measure(luminance: np.ndarray, version: int) -> dict[str, float]:
         edges = float(np.abs(laplacian).mean())
     else:  # white noise of standard deviation s gives the Laplacian a variance of 20 s^2: the rounding's is not edges
         edges = float(np.sqrt(max(0.0, float(np.mean(laplacian**2)) - 20 * ROUNDING**2)))
-    return {"dark": float(high), "bright": float(low), "blur": edges / (spread + 1.0), "noise": noise, "spread": spread}
+    return {"dark": float(high), "bright": float(low), "blur": edges / (contrast + 1.0), "noise": noise, "contrast": contrast}
 
 
 def _extreme(values: dict[str, np.ndarray], measure: str) -> float:
     """The limit of `measure` among `values` (of `measures`): its EXTREME quantile on the side that is worse (LOW or
-    HIGH). Flat images (a solid colour, as a view darkened to black becomes) are no photo of anything: left out."""
-    photos = values[measure][values["spread"] >= FLAT]
+    HIGH). Flat images (a view darkened to black, say) hold too little picture to place a limit by: left out."""
+    photos = values[measure][values["contrast"] >= FLAT]
     return float(np.quantile(photos, EXTREME if measure in LOW else 1 - EXTREME))
 
 
 @dataclass
 class QualityCheck:
-    """The limits of each measure among the training views: `dark`, `blur` and `colour` the lowest, `bright`
-    and `noise` the highest (EXTREME aside); `min_side` the smallest short side. `side`: the long side images
+    """The limits of each measure among the training views: `dark`, `blur`, `colour` and `contrast` the lowest,
+    `bright` and `noise` the highest (EXTREME aside); `min_side` the smallest short side. `side`: the long side images
     are measured at. `min_confidence`: the lowest top probability answered with a class (0: any; see
     `fit_min_confidence`)."""
 
@@ -153,6 +162,7 @@ class QualityCheck:
     min_confidence: float = 0.0  # absent from quality.json of repos fitted before it: every class answered
     colour: float = 0.0  # likewise: no image is refused for its colour
     version: int = 1  # how the measures are taken (VERSION); absent from quality.json fitted with the first
+    contrast: float = 0.0  # absent from quality.json fitted before it: no image is refused as washed out
 
     @classmethod
     def fit(cls, images: list[np.ndarray], side: int) -> QualityCheck:
@@ -160,19 +170,19 @@ class QualityCheck:
         smallest = min(min(image.shape[:2]) for image in images)
         limits = {measure: _extreme(values, measure) for measure in (*LOW, *HIGH)}
         return cls(side, max(1, int(smallest * SMALLEST)), limits["dark"], limits["bright"], limits["blur"],
-                   limits["noise"], colour=limits["colour"], version=VERSION)
+                   limits["noise"], colour=limits["colour"], version=VERSION, contrast=limits["contrast"])
 
     def measured(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
         """`measures` of `images` as this check takes them (its side and version)."""
         return measures(images, self.side, self.version)
 
     def widened(self, measure: str, values: dict[str, np.ndarray]) -> QualityCheck:
-        """This check with the `measure` limit ("blur" or "noise") moved out to the extreme of `values` (EXTREME
+        """This check with the `measure` limit (one of WIDENED) moved out to the extreme of `values` (EXTREME
         aside) where that lies beyond it; never moved in. `values`: `measured` of images the model was shown to
         judge (greenlens.training.quality_sweep)."""
-        if measure not in ("blur", "noise"):
-            raise ValueError(f"only the blur and noise limits are widened, not {measure!r}")
-        if not (values["spread"] >= FLAT).any():
+        if measure not in WIDENED:
+            raise ValueError(f"only the {', '.join(WIDENED)} limits are widened, not {measure!r}")
+        if not (values["contrast"] >= FLAT).any():
             return self
         outward = min if measure in LOW else max
         return replace(self, **{measure: outward(getattr(self, measure), _extreme(values, measure))})
@@ -182,8 +192,8 @@ class QualityCheck:
         values = self.measured(images)
         answers: list[str | None] = []
         rows = zip(images, *(values[k] for k in MEASURES))
-        for image, dark, bright, blur, noise, colour, spread in rows:
-            flat = spread < FLAT
+        for image, dark, bright, blur, noise, colour, contrast in rows:
+            flat = contrast < SOLID
             if min(image.shape[:2]) < self.min_side:
                 answers.append(PROBLEMS["small"])
             elif dark < self.dark:
@@ -194,6 +204,8 @@ class QualityCheck:
                 answers.append(None)
             elif noise > self.noise:
                 answers.append(PROBLEMS["noise"])
+            elif contrast < self.contrast:  # before blur: washing out lowers the edges the blur measure sees too
+                answers.append(PROBLEMS["contrast"])
             elif blur < self.blur:
                 answers.append(PROBLEMS["blur"])
             elif colour < self.colour:

@@ -1,17 +1,19 @@
-"""How far the quality check's blur and noise limits reach: as far as the model is shown to judge.
+"""How far the quality check's blur, noise and contrast limits reach: as far as the model is shown to judge.
 
 The quality check's limits start at the extremes of the augmented training views (greenlens.core.quality): an
 image beyond them is outside anything the model was trained on. But a model often judges well beyond its views'
 extremes: on validation leaves blurred like ImageNet-C's defocus at severity 3, the leaf model named the right class
 for 99% while the check called 97% "too blurred to judge". So each limit is widened over validation images degraded
-step by step, Gaussian and motion blur growing for `blur` and Gaussian sensor noise for `noise`, for as long as the model's wrong
-answers on a step stay within `UNCLEAR_RISK`: "too blurred to judge" then means blurred more than the model was
-shown to judge, not merely more than it was trained on. Blur and noise made here with OpenCV and NumPy,
-never the benchmark's corruption implementations (the AugMix protocol: benchmarks/robustness.py).
+step by step, Gaussian and motion blur growing for `blur`, Gaussian sensor noise for `noise` and a wash towards the
+photo's mean grey for `contrast`, for as long as the model's wrong answers on a step stay within `UNCLEAR_RISK`: "too
+blurred to judge" then means blurred more than the model was shown to judge, not merely more than it was trained on.
+Made here with OpenCV and NumPy, never the benchmark's corruption implementations (the AugMix protocol:
+benchmarks/robustness.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +23,11 @@ from greenlens.core.batches import predict_images
 from greenlens.core.quality import MEASURES, UNCLEAR_RISK, QualityCheck
 
 # Steps of each degradation, mildest first: a blur's sigma as a fraction of the image's long side, a noise's
-# standard deviation on 0-255. Each step a third stronger than the last, from well inside the training views'
-# range to far beyond it.
+# standard deviation on 0-255, the share of a photo's contrast left. Each step a third stronger than the last (a
+# fifth less contrast), from well inside the training views' range to far beyond it.
 BLUR_STEPS = tuple(round(0.004 * 1.33**k, 5) for k in range(12))
 NOISE_STEPS = tuple(round(3.0 * 1.33**k, 2) for k in range(12))
+CONTRAST_STEPS = tuple(round(0.5 * 0.8**k, 4) for k in range(14))
 # Validation images per step: 2% of them is the step's budget of wrong answers.
 IMAGES = 300
 
@@ -75,7 +78,17 @@ def noisy(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.nd
     return np.clip(image + rng.normal(0, strength, image.shape), 0, 255).astype(np.uint8)
 
 
-DEGRADATIONS = {"blur": (blurred, BLUR_STEPS), "noise": (noisy, NOISE_STEPS)}
+def washed_out(image: np.ndarray, strength: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """`strength` of the photo's contrast left, the rest washed towards its mean grey, as haze, fog or glare over
+    the whole frame does (`rng` unused: every photo is washed out alike)."""
+    grey = float(image.mean())
+    return np.clip(grey + (image.astype(np.float32) - grey) * strength, 0, 255).round().astype(np.uint8)
+
+
+# Each limit widened, with what degrades a photo one step and the steps.
+Degrade = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+DEGRADATIONS: dict[str, tuple[Degrade, tuple[float, ...]]] = {
+    "blur": (blurred, BLUR_STEPS), "noise": (noisy, NOISE_STEPS), "contrast": (washed_out, CONTRAST_STEPS)}
 
 
 def sweep(model, quality: QualityCheck, images: list[np.ndarray], labels: np.ndarray, measure: str, *, seed: int,
@@ -100,7 +113,7 @@ def sweep(model, quality: QualityCheck, images: list[np.ndarray], labels: np.nda
 
 def widen_limits(quality: QualityCheck, model, images: list[np.ndarray], labels, *, seed: int,
                  count: int = IMAGES) -> tuple[QualityCheck, dict]:
-    """`quality` with its blur and noise limits widened to what the model judges on `count` of `images` (validation
+    """`quality` with its blur, noise and contrast limits widened to what the model judges on `count` of `images` (validation
     images, with their `labels`) degraded step by step; never narrowed. Returns it and the sweeps' record."""
     chosen = np.random.default_rng(seed).permutation(len(images))[:count]
     images, labels = [images[i] for i in chosen], np.asarray(labels)[chosen]
