@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.server
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -308,6 +309,7 @@ def main() -> int:
         recorder.close()
         if app is not None:
             app.terminate()
+        shutil.rmtree(folder, ignore_errors=True)
     rows = []
     for result in results + survey_results:
         passed = re.search(result["expected"], result["outcome"]) is not None

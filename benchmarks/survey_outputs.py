@@ -17,6 +17,7 @@ few tiles, so the files do too). JSON: results/survey_outputs.json.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,7 +65,6 @@ def write_outputs_memory(result, scratch: Path) -> dict:
 
 
 def main() -> None:
-    from greenlens.survey import outputs, survey_raster
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/cactus")
@@ -75,6 +75,16 @@ def main() -> None:
     args = parser.parse_args()
     model = with_candidate(Path(args.model)) if args.candidate else Path(args.model)
     scratch = Path(tempfile.mkdtemp(prefix="survey-outputs-"))
+    try:
+        measure(args, model, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # every round's files: about 2 GB
+
+
+def measure(args, model: Path, scratch: Path) -> None:
+    """Surveys once into `scratch`, then times each step and measures the peak memory (the module's docstring)."""
+    from greenlens.survey import outputs, survey_raster
+
     started = time.perf_counter()
     result = survey_raster(orthomosaic(args.size), str(model), scratch / "survey")
     print(f"surveyed in {time.perf_counter() - started:.1f} s (its files included): {int(result.classified.sum()):,} "

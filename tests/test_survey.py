@@ -314,9 +314,12 @@ def test_patches_are_4_connected_groups_of_tiles_with_their_holes(surveyed):
     assert len(dissolved) == len(found)
 
 
-def test_tiles_csv_and_geojson_hold_every_tile_whatever_their_blocks(surveyed, tmp_path):
-    """Both are formatted a block of tiles at a time: blocks of a few tiles (the CSV's a grid row each) give the same
-    bytes as a survey's; the CSV has every classified tile in row order, as the csv module writes rows (CRLF)."""
+def test_tile_files_hold_every_tile_whatever_their_bands(surveyed, tmp_path):
+    """The CSV, the GeoJSON and the GeoPackage's tiles are made a band of grid rows at a time: bands of a grid row each
+    give the same bytes (the GeoPackage: the same tiles, in order) as a survey's; the CSV has every classified tile in
+    row order, as the csv module writes rows (CRLF)."""
+    from pyogrio.raw import read
+
     from greenlens.survey import outputs
 
     result, out, _, _ = surveyed
@@ -324,6 +327,11 @@ def test_tiles_csv_and_geojson_hold_every_tile_whatever_their_blocks(surveyed, t
     outputs.write_geojson(result, tmp_path / "cactus_tiles.geojson", block=7)
     for name in ("tiles.csv", "cactus_tiles.geojson"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+    outputs.write_geopackage(result, result.patches, tmp_path / "cactus_tiles.gpkg", block=7)
+    banded, whole = (read(folder / "cactus_tiles.gpkg", layer="cactus_tiles") for folder in (tmp_path, out))
+    assert len(banded[2]) == len(whole[2]) == result.hits.sum() > result.grid.cols  # more than one band's tiles
+    assert list(banded[2]) == list(whole[2])
+    np.testing.assert_array_equal(banded[3][0], whole[3][0])
     text = (out / "tiles.csv").read_bytes()
     assert text.count(b"\r\n") == text.count(b"\n") == result.classified.sum() + 1
     rows = read_csv(out / "tiles.csv")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +53,13 @@ def tile_boxes(result, mask: np.ndarray):
     return shapely.polygons(rings), rows, cols
 
 
-def tile_rings(result, mask: np.ndarray, to=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n, 5, 2) closed rings of the tiles where `mask` is true, row by row, and their (rows, cols): in pixel
-    coordinates, or through `to` ((n, 2) pixel points -> (n, 2)). Neighbouring tiles share corners, so `to`
-    sees each corner once: reprojecting a survey's hundreds of thousands of tiles costs a quarter as much."""
+def tile_rings(result, mask: np.ndarray, to=None, *, top: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, 5, 2) closed rings of the tiles where `mask` (the grid's rows from `top` on) is true, row by row, and their
+    (rows, cols): in pixel coordinates, or through `to` ((n, 2) pixel points -> (n, 2)). Neighbouring tiles share
+    corners, so `to` sees each corner once: reprojecting a survey's hundreds of thousands of tiles costs a quarter as
+    much."""
     rows, cols = np.nonzero(mask)
+    rows = rows + top
     grid = result.grid
     x0, y0 = cols * grid.stride, rows * grid.stride
     x1, y1 = x0 + grid.tile_size, y0 + grid.tile_size
@@ -163,6 +166,14 @@ def write_overlay(result, path: Path) -> None:
     Image.fromarray(overlay(result)).save(path, compress_level=1, compress_type=zlib.Z_RLE)
 
 
+def bands(grid, block: int) -> Iterator[slice]:
+    """Bands of whole grid rows, about `block` tiles each. The per-tile output files are made a band at a time, so
+    what a writer holds is bounded by the band, not by the survey (a dense survey's positive tiles' rings alone
+    took 80 bytes a tile)."""
+    rows_per_band = max(1, block // grid.cols)
+    return (slice(top, top + rows_per_band) for top in range(0, grid.rows, rows_per_band))
+
+
 def write_tiles_csv(result, path: Path, block: int = 50_000) -> None:
     """x,y (top-left source pixel), probability, and with a CRS map_x,map_y (the tile's centre);
     then out_of_distribution (1 where the guard flagged the tile). Classified tiles only, row by row.
@@ -173,12 +184,11 @@ def write_tiles_csv(result, path: Path, block: int = 50_000) -> None:
     fields = [("x", "%d"), ("y", "%d"), ("probability", "%.6f"),
               *([("map_x", "%.3f"), ("map_y", "%.3f")] if georeferenced else []), ("out_of_distribution", "%d")]
     row_format = ",".join(form for _, form in fields) + "\r\n"
-    classified, rows_per_block = result.classified, max(1, block // grid.cols)
     with open(path, "w", newline="") as handle:
         handle.write(",".join(name for name, _ in fields) + "\r\n")
-        for top in range(0, grid.rows, rows_per_block):
-            rows, cols = np.nonzero(classified[top : top + rows_per_block])
-            rows += top
+        for band in bands(grid, block):
+            rows, cols = np.nonzero(result.classified[band])
+            rows += band.start
             x, y = cols * grid.stride, rows * grid.stride
             columns = [x, y, result.probability[rows, cols].astype(np.float64)]
             if georeferenced:
@@ -187,17 +197,23 @@ def write_tiles_csv(result, path: Path, block: int = 50_000) -> None:
             handle.write("".join(row_format % row for row in zip(*(column.tolist() for column in columns))))
 
 
-def write_geopackage(result, found: list[tuple[object, int]], path: Path) -> None:
-    """Layer `<label>_tiles`: one polygon per positive tile with its probability; layer
-    `<label>_patches`: touching tiles dissolved, with `area_m2` and `tiles`."""
+def write_geopackage(result, found: list[tuple[object, int]], path: Path, block: int = 200_000) -> None:
+    """Layer `<label>_tiles`: one polygon per positive tile with its probability, appended a band of about `block`
+    tiles at a time (`bands`); layer `<label>_patches`: touching tiles dissolved, with `area_m2` and `tiles`. Bands
+    larger than the CSV's: the first band's spatial index is built in one go, every later tile's entered one by one
+    (the 20,000 x 20,000 benchmark's 289,559 tiles took 1.6 s in one band, 2.9 s in bands of 50,000)."""
     import shapely
     from pyogrio.raw import write
 
     path.unlink(missing_ok=True)
-    rings, rows, cols = tile_rings(result, result.hits, affine_points(result.transform))
     crs = result.crs.to_wkt()
-    write(path, shapely.to_wkb(shapely.polygons(rings)), [result.probability[rows, cols].astype(np.float64)],
-          ["probability"], layer=f"{result.key}_tiles", driver="GPKG", geometry_type="Polygon", crs=crs)
+    for index, band in enumerate(bands(result.grid, block)):
+        rings, rows, cols = tile_rings(result, result.hits[band], affine_points(result.transform), top=band.start)
+        if index and not len(rings):
+            continue  # the first band makes the layer, however empty; the rest only add tiles
+        write(path, shapely.to_wkb(shapely.polygons(rings)), [result.probability[rows, cols].astype(np.float64)],
+              ["probability"], layer=f"{result.key}_tiles", driver="GPKG", geometry_type="Polygon", crs=crs,
+              append=index > 0)
     shapes = (to_map(np.array([polygon for polygon, _ in found], dtype=object), result.transform) if found
               else np.empty(0, dtype=object))
     write(path, shapely.to_wkb(shapes), [_areas_m2(shapes, result.crs), np.array([n for _, n in found], np.int64)],
@@ -226,7 +242,8 @@ _FEATURE = ('{"type": "Feature", "properties": {"probability": %.6f}, "geometry"
 def write_geojson(result, path: Path, block: int = 20_000) -> None:
     """The positive tiles in WGS84 longitude/latitude (RFC 7946: no `crs` member, exterior rings
     counterclockwise), with their probability. Every feature is a box of five corners, so it is written
-    here, `block` tiles at a time: GDAL's GeoJSON driver took a tenth of a large survey's time for it."""
+    here, a band of about `block` tiles at a time (`bands`): GDAL's GeoJSON driver took a tenth of a large survey's
+    time for it."""
     from pyproj import Transformer
 
     to_wgs84 = Transformer.from_crs(result.crs, "EPSG:4326", always_xy=True)
@@ -236,17 +253,20 @@ def write_geojson(result, path: Path, block: int = 20_000) -> None:
         projected = to_map_points(xy)
         return np.column_stack(to_wgs84.transform(projected[:, 0], projected[:, 1]))
 
-    rings, rows, cols = tile_rings(result, result.hits, to_lonlat)
-    if len(rings) and _signed_area(rings[0]) < 0:  # a raster that is not north-up: mirror every ring
-        rings = rings[:, ::-1]
-    values = np.column_stack([result.probability[rows, cols].astype(np.float64), rings.reshape(len(rings), 10)])
     with open(path, "w") as handle:
         name = json.dumps(f"{result.key}_tiles")
         handle.write(f'{{"type": "FeatureCollection", "name": {name}, "features": [\n')
-        for start in range(0, len(values), block):
-            part = values[start : start + block]  # one format for the block: a third faster than one per feature
-            features = ",\n".join([_FEATURE] * len(part)) % tuple(part.ravel().tolist())
-            handle.write(("" if start == 0 else ",\n") + features)
+        separator = ""
+        for band in bands(result.grid, block):
+            rings, rows, cols = tile_rings(result, result.hits[band], to_lonlat, top=band.start)
+            if not len(rings):
+                continue
+            if _signed_area(rings[0]) < 0:  # a raster that is not north-up: mirror every ring
+                rings = rings[:, ::-1]
+            values = np.column_stack([result.probability[rows, cols].astype(np.float64), rings.reshape(len(rings), 10)])
+            # One format for the band: a third faster than one per feature.
+            handle.write(separator + ",\n".join([_FEATURE] * len(values)) % tuple(values.ravel().tolist()))
+            separator = ",\n"
         handle.write("\n]}\n")
 
 
