@@ -206,9 +206,9 @@ def write_geopackage(result, found: list[tuple[object, int]], path: Path, block:
     from pyogrio.raw import write
 
     path.unlink(missing_ok=True)
-    crs = result.crs.to_wkt()
+    crs, to_map_points = result.crs.to_wkt(), affine_points(result.transform)
     for index, band in enumerate(bands(result.grid, block)):
-        rings, rows, cols = tile_rings(result, result.hits[band], affine_points(result.transform), top=band.start)
+        rings, rows, cols = tile_rings(result, result.hits[band], to_map_points, top=band.start)
         if index and not len(rings):
             continue  # the first band makes the layer, however empty; the rest only add tiles
         write(path, shapely.to_wkb(shapely.polygons(rings)), [result.probability[rows, cols].astype(np.float64)],

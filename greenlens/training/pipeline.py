@@ -121,8 +121,9 @@ def fit_guard(model, config: TrainConfig, splits: dict[str, data.Examples], *, t
     """The quality check and the out-of-distribution guard, fitted on the training images and fresh augmented
     views of them (realistic variation is then in distribution); the guard's thresholds come from validation
     images and their views, never from the test split, and so do the quality check's `min_confidence` (the views'
-    classes are known) and how far its blur and noise limits reach beyond the training views (`widen_limits`: as far
-    as the model judges blurred and noised validation images). Measured on the test split and `other_images`."""
+    classes are known) and how far its blur, noise and contrast limits reach beyond the training views (`widen_limits`:
+    as far as the model judges blurred, noised and washed-out validation images). Measured on the test split and
+    `other_images`."""
     train, validation, test = (splits[name] for name in SPLITS)
     spec = get_backbone(config.recipe.backbone)
     train_views, train_view_labels = _views(train, config, seed=config.seed + 101)
