@@ -65,7 +65,6 @@ def write_outputs_memory(result, scratch: Path) -> dict:
 
 
 def main() -> None:
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/cactus")
     parser.add_argument("--size", type=int, default=20_000)
