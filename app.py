@@ -17,6 +17,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# NumPy's matrix products on one thread, set before NumPy loads OpenBLAS: the guard's are small (one photo's features
+# against a 1,280 x 1,280 matrix), and OpenBLAS split each over both cores and kept its threads spinning afterwards,
+# taking the cores from TensorFlow's next forward pass (a leaf photo's pass 24 -> 38 ms on a 2-core AMD EPYC,
+# 2026-12-07). Surveys hold it so too (greenlens.survey.grid.classify_chunks).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from greenlens.core.allocator import limit_heap_growth
 

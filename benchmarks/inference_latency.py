@@ -13,6 +13,7 @@ import time
 import numpy as np
 from common import ROOT, percentile, report, start_server, timed
 from gradio_client import Client, handle_file
+from threadpoolctl import threadpool_limits
 
 from greenlens.core.examples import example_files
 from greenlens.core.images import decode_image
@@ -43,7 +44,8 @@ def main() -> None:
             image = decode_image(path)[None].astype(np.float32)
             classifier.model.predict_on_batch(image)
             bare = timed(lambda: classifier.model.predict_on_batch(image), args.requests)
-            guarded = timed(lambda: classifier.classify([image[0]]), args.requests)
+            with threadpool_limits(limits=1, user_api="blas"):  # as the app runs it (OPENBLAS_NUM_THREADS=1)
+                guarded = timed(lambda: classifier.classify([image[0]]), args.requests)
             via_app = timed(lambda: app_client.predict(handle_file(str(path)), api_name=f"/classify_{task}"), args.requests)
             via_noop = timed(lambda: noop_client.predict(handle_file(str(path)), api_name="/classify"), args.requests)
             for what, times in (("bare predict_on_batch", bare), ("Classifier.classify (with guard)", guarded),

@@ -51,9 +51,12 @@ class TileStudent:
     # features told a leaf shrunk to a tile from a tile far less often than the teacher's (15.5% against 99.5%).
     mimic: int = 32
     mimic_weight: float = 0.5  # of the mimic's mean squared error (unit-variance components) in the loss
-    # Crops of natural photos (scikit-learn's two sample photos; no measured set uses them) among the made-up
-    # outliers the student mimics the teacher on and its guard is fitted against.
+    # Crops of natural photos (no measured set uses them; names as greenlens.training.guard.BUNDLED_PHOTOS) among the
+    # made-up outliers the student mimics the teacher on and its guard is fitted against. The committed student was
+    # distilled against scikit-learn's two; the classifier's guard has been fitted against eight since 2026-12-07
+    # (a distillation against those is not measured yet).
     photo_crops: int = 1500
+    photos: tuple[str, ...] = ("scikit-learn:china.jpg", "scikit-learn:flower.jpg")
     # Cached views per tile (the first the tile itself, then a flip or rotation, then realistic variations),
     # each with the teacher's probabilities as its soft target.
     views: int = 4

@@ -62,7 +62,8 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
     # view of each tile. The soft targets come from the classifier on `recipe.teacher_views` views of each tile.
     teacher_tile = convert(feature_model(teacher, teacher_layers, tile, views=1)[0])
     classes = int(teacher.output.shape[-1])
-    outliers = guard_fitting.outlier_images(augmentation, tile, photo_crops=recipe.photo_crops)
+    outliers = guard_fitting.outlier_images(augmentation, tile, photo_crops=recipe.photo_crops,
+                                            photos=recipe.photos)
     started = time.perf_counter()
     views, targets, features = soft_targets(target_teacher(teacher, teacher_layers, tile, views=recipe.teacher_views,
                                                            tile_model=teacher_tile),
@@ -97,7 +98,7 @@ def distill(teacher: keras.Model, recipe: TileStudent, augmentation: Augmentatio
     # Made-up outliers from another seed than those the guard was fitted against: they check that int8's features
     # keep the guard's refusals (fitted on float32's), which validation accuracy says nothing about.
     fresh_outliers = guard_fitting.outlier_images(augmentation, tile, seed=guard_fitting.OUTLIER_SEED + 1,
-                                                  photo_crops=recipe.photo_crops)
+                                                  photo_crops=recipe.photo_crops, photos=recipe.photos)
     int8 = int8_check(quantized, validation, positive_index=positive_index, speed=speed.pop("int8"),
                       float_accuracy=float_validation, float_speed=speed["student"],
                       guard=guard, outliers=fresh_outliers, float_refused=_refused(tile_model, guard, fresh_outliers))

@@ -28,9 +28,8 @@ from greenlens.training.quality_sweep import widen_limits
 # whose thresholds they set (validation images), beside the images themselves: realistic variation is
 # then in distribution, and only what lies beyond it is refused.
 GUARD_VIEWS = 2
-# Crops of scikit-learn's two sample photos (a temple, a flower) among the made-up outliers the guard's outlier
-# boundary is fitted against: natural scenes at every scale are what a user most often uploads by mistake.
-# No measured set uses these photos (the benchmarks use scikit-image's).
+# Crops of bundled natural photos (guard.BUNDLED_PHOTOS) among the made-up outliers the guard's outlier boundary is
+# fitted against: natural scenes at every scale are what a user most often uploads by mistake.
 GUARD_PHOTO_CROPS = 1500
 SPLITS = ("train", "validation", "test")
 ORIGINAL_RECIPE_NOTE = (
