@@ -174,6 +174,14 @@ def bands(grid, block: int) -> Iterator[slice]:
     return (slice(top, top + rows_per_band) for top in range(0, grid.rows, rows_per_band))
 
 
+def positive_tiles(result, block: int, to) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The positive tiles' rings (their corners through `to`: `tile_rings`) and probabilities, a band of about
+    `block` tiles at a time (`bands`), one pair per band, empty ones too."""
+    for band in bands(result.grid, block):
+        rings, rows, cols = tile_rings(result, result.hits[band], to, top=band.start)
+        yield rings, result.probability[rows, cols].astype(np.float64)
+
+
 def write_tiles_csv(result, path: Path, block: int = 50_000) -> None:
     """x,y (top-left source pixel), probability, and with a CRS map_x,map_y (the tile's centre);
     then out_of_distribution (1 where the guard flagged the tile). Classified tiles only, row by row.
@@ -207,13 +215,11 @@ def write_geopackage(result, found: list[tuple[object, int]], path: Path, block:
 
     path.unlink(missing_ok=True)
     crs, to_map_points = result.crs.to_wkt(), affine_points(result.transform)
-    for index, band in enumerate(bands(result.grid, block)):
-        rings, rows, cols = tile_rings(result, result.hits[band], to_map_points, top=band.start)
+    for index, (rings, probability) in enumerate(positive_tiles(result, block, to_map_points)):
         if index and not len(rings):
             continue  # the first band makes the layer, however empty; the rest only add tiles
-        write(path, shapely.to_wkb(shapely.polygons(rings)), [result.probability[rows, cols].astype(np.float64)],
-              ["probability"], layer=f"{result.key}_tiles", driver="GPKG", geometry_type="Polygon", crs=crs,
-              append=index > 0)
+        write(path, shapely.to_wkb(shapely.polygons(rings)), [probability], ["probability"], layer=f"{result.key}_tiles",
+              driver="GPKG", geometry_type="Polygon", crs=crs, append=index > 0)
     shapes = (to_map(np.array([polygon for polygon, _ in found], dtype=object), result.transform) if found
               else np.empty(0, dtype=object))
     write(path, shapely.to_wkb(shapes), [_areas_m2(shapes, result.crs), np.array([n for _, n in found], np.int64)],
@@ -257,13 +263,12 @@ def write_geojson(result, path: Path, block: int = 20_000) -> None:
         name = json.dumps(f"{result.key}_tiles")
         handle.write(f'{{"type": "FeatureCollection", "name": {name}, "features": [\n')
         separator = ""
-        for band in bands(result.grid, block):
-            rings, rows, cols = tile_rings(result, result.hits[band], to_lonlat, top=band.start)
+        for rings, probability in positive_tiles(result, block, to_lonlat):
             if not len(rings):
                 continue
             if _signed_area(rings[0]) < 0:  # a raster that is not north-up: mirror every ring
                 rings = rings[:, ::-1]
-            values = np.column_stack([result.probability[rows, cols].astype(np.float64), rings.reshape(len(rings), 10)])
+            values = np.column_stack([probability, rings.reshape(len(rings), 10)])
             # One format for the band: a third faster than one per feature.
             handle.write(separator + ",\n".join([_FEATURE] * len(values)) % tuple(values.ravel().tolist()))
             separator = ",\n"
