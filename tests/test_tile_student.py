@@ -111,13 +111,15 @@ def test_the_guard_reads_what_the_mimic_head_learns():
     very output training fits to the teacher's components (random weights: the wiring is what is checked)."""
     import keras
 
-    from greenlens.core.backbones import MIMIC, PROBABILITIES, TILE_CNN, feature_model
+    from greenlens.core.backbones import MIMIC, PROBABILITIES, TILE_CNN, feature_model, parts
     from greenlens.core.tasks import TileStudent
     from greenlens.training.distill import build_student, training_outputs
 
     keras.utils.set_random_seed(0)
-    recipe = TileStudent(widths=(8, 8, 16), mimic=5)
+    recipe = TileStudent(widths=(8, 8, 16), depths=(1, 1, 2), mimic=5)
     student = build_student(recipe, 32, 2)
+    convolutions = [layer.name for layer in parts(student).backbone.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convolutions == ["block_0_conv", "block_1_conv", "block_2_conv", "block_2_conv_1"]
     tiles = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
     features_model, sizes = feature_model(student, list(TILE_CNN.guard_layers), 32)
     assert sizes[-1] == 16 + 5

@@ -46,22 +46,30 @@ TILE_CNN = Backbone("tile_cnn", "a small CNN at the tiles' native resolution", "
                     cam_layer="block_2_out", guard_layers=("block_1_out", "block_2_out"))
 
 
-def tile_cnn(widths: tuple[int, ...], mimic: int = 0) -> keras.Model:
-    """Blocks of a 3x3 convolution, BatchNorm and ReLU (named block_<i>_out), each block after the first at half
-    the side of the one before (max pooling), then global average pooling: about 4 MMACs for a 32 x 32 tile with
-    widths (16, 32, 64, 128), against about 30 for the classifier's MobileNetV2 on the tile upsampled to 128.
+def tile_cnn(widths: tuple[int, ...], mimic: int = 0, depths: tuple[int, ...] | None = None) -> keras.Model:
+    """Blocks of 3x3 convolutions, each with BatchNorm and ReLU (the block's last named block_<i>_out), each block
+    after the first at half the side of the one before (max pooling), then global average pooling: about 4 MMACs
+    for a 32 x 32 tile with widths (16, 32, 64, 128) and one convolution a block, against about 30 for the
+    classifier's MobileNetV2 on the tile upsampled to 128. `depths`: convolutions per block (one each if None);
+    more in the small late blocks add capacity where it costs least.
 
     With `mimic`, a small head on the pooling (its output the layer MIMIC) predicts that many components of the
     teacher's guard features, and the model's output is the pooling and that prediction side by side: the
     classifier's head, its guard and its tile model read both, with no code of their own for it."""
+    depths = depths or (1,) * len(widths)
+    if len(depths) != len(widths) or min(depths) < 1:
+        raise ValueError(f"depths {depths} must give at least one convolution to each of the {len(widths)} blocks")
     inputs = keras.Input((None, None, 3), name="pixels")
     x = inputs
-    for index, width in enumerate(widths):
+    for index, (width, depth) in enumerate(zip(widths, depths)):
         if index:
             x = keras.layers.MaxPooling2D(name=f"block_{index}_pool")(x)
-        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block_{index}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"block_{index}_bn")(x)
-        x = keras.layers.ReLU(name=f"block_{index}_out")(x)
+        for layer in range(depth):
+            # The first convolution of a block keeps the names models were saved with before blocks had more.
+            suffix = f"_{layer}" if layer else ""
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block_{index}_conv{suffix}")(x)
+            x = keras.layers.BatchNormalization(name=f"block_{index}_bn{suffix}")(x)
+            x = keras.layers.ReLU(name=f"block_{index}_out" if layer == depth - 1 else f"block_{index}_relu{suffix}")(x)
     outputs = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if mimic:
         hidden = keras.layers.Dense(widths[-1], activation="relu", name="mimic_hidden")(outputs)

@@ -185,7 +185,7 @@ class MimicTargets:
 def build_student(recipe: TileStudent, tile: int, classes: int) -> keras.Model:
     """Raw RGB tile -> probabilities, with the classifier's layer names (so its guard features, tile model
     and runtimes come from the same code as the teacher's)."""
-    model, _ = build_classifier(tile_cnn(recipe.widths, recipe.mimic), TILE_CNN, tile, classes, recipe.dropout)
+    model, _ = build_classifier(tile_cnn(recipe.widths, recipe.mimic, recipe.depths), TILE_CNN, tile, classes, recipe.dropout)
     return model
 
 
