@@ -21,7 +21,7 @@ def _dihedral(image: np.ndarray) -> list[np.ndarray]:
 
 
 def test_the_changes_of_a_view_are_drawn_independently():
-    """With 6 changes each applied at 30-60%, about 1% of views are left untouched but for a flip or rotation. When
+    """With 7 changes each applied to 30-60% of views, about 1% are left untouched but for a flip or rotation. When
     every transform drew the same number (albumentations' `set_random_seed` seeds each alike) 40% were, and noise
     came only with blur, JPEG and a colour cast."""
     image = _tile()

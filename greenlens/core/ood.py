@@ -146,7 +146,8 @@ class DistributionGuard:
                 return stored[key].astype(np.float64)
 
             # The groups keep the stored float32: their distances are worked out in float32 anyway (`_terms` uses
-            # these very arrays then, where float64 ones meant a float32 copy beside them, 20 MB a 1,280-feature group).
+            # these very arrays then; float64 ones meant a float32 copy beside them, 20 MB a 1,280-feature group
+            # instead of 6.5).
             groups = [
                 Gaussian(stored[f"{i}_center"], stored[f"{i}_scale"], stored[f"{i}_means"], stored[f"{i}_precision"],
                          threshold=float(stored[f"{i}_threshold"]))
