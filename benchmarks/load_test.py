@@ -28,13 +28,19 @@ OVERFLOW_CALLS = 12
 
 def overflow() -> int:
     """OVERFLOW_CALLS simultaneous Grad-CAM requests against a queue of OVERFLOW_QUEUE places."""
+    import tempfile
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client, handle_file
 
     image = next(path for path, endpoint, _ in example_calls() if endpoint == "/classify_leaf")
-    app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE)})
+    # A Gradio cache of its own. Gradio names a result by its content's hash, so an app sharing the cache (a test
+    # suite's) can hold the same file; twice in full test runs a result download was cut short here (2026-12-07), and
+    # such a shared, older file removed by the other app's delete_cache is the suspected cause (not proven).
+    cache = tempfile.TemporaryDirectory(prefix="greenlens-overflow-")
+    app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE),
+                                                     "GRADIO_TEMP_DIR": cache.name})
     try:
         clients = [Client(url, verbose=False) for _ in range(OVERFLOW_CALLS)]
 
@@ -51,6 +57,8 @@ def overflow() -> int:
             outcomes = list(pool.map(call, clients))
     finally:
         app.terminate()
+        app.wait(timeout=30)
+        cache.cleanup()
     counts = {kind: sum(1 for outcome in outcomes if outcome[0] == kind) for kind in ("answered", "refused", "error")}
     refused_s = [seconds for kind, seconds, _ in outcomes if kind == "refused"]
     row = {"calls": OVERFLOW_CALLS, "queue_max_size": OVERFLOW_QUEUE, **counts,
