@@ -35,30 +35,29 @@ def overflow() -> int:
     from gradio_client import Client, handle_file
 
     image = next(path for path, endpoint, _ in example_calls() if endpoint == "/classify_leaf")
+
+    def call(client):
+        started = time.perf_counter()
+        try:
+            client.predict(handle_file(str(image)), api_name="/explain_leaf")
+            return "answered", time.perf_counter() - started, ""
+        except Exception as error:
+            refused = "queue is full" in str(error).lower() and "try again" in str(error).lower()
+            return "refused" if refused else "error", time.perf_counter() - started, f"{type(error).__name__}: {error}"
+
     # A Gradio cache of its own. Gradio names a result by its content's hash, so an app sharing the cache (a test
     # suite's) can hold the same file; twice in full test runs a result download was cut short here (2026-12-07), and
     # such a shared, older file removed by the other app's delete_cache is the suspected cause (not proven).
-    cache = tempfile.TemporaryDirectory(prefix="greenlens-overflow-")
-    app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE),
-                                                     "GRADIO_TEMP_DIR": cache.name})
-    try:
-        clients = [Client(url, verbose=False) for _ in range(OVERFLOW_CALLS)]
-
-        def call(client):
-            started = time.perf_counter()
-            try:
-                client.predict(handle_file(str(image)), api_name="/explain_leaf")
-                return "answered", time.perf_counter() - started, ""
-            except Exception as error:
-                refused = "queue is full" in str(error).lower() and "try again" in str(error).lower()
-                return "refused" if refused else "error", time.perf_counter() - started, f"{type(error).__name__}: {error}"
-
-        with ThreadPoolExecutor(OVERFLOW_CALLS) as pool:
-            outcomes = list(pool.map(call, clients))
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
-        cache.cleanup()
+    with tempfile.TemporaryDirectory(prefix="greenlens-overflow-") as cache:
+        app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE),
+                                                         "GRADIO_TEMP_DIR": cache})
+        try:
+            clients = [Client(url, verbose=False) for _ in range(OVERFLOW_CALLS)]
+            with ThreadPoolExecutor(OVERFLOW_CALLS) as pool:
+                outcomes = list(pool.map(call, clients))
+        finally:
+            app.terminate()
+            app.wait(timeout=30)  # before its cache folder goes
     counts = {kind: sum(1 for outcome in outcomes if outcome[0] == kind) for kind in ("answered", "refused", "error")}
     refused_s = [seconds for kind, seconds, _ in outcomes if kind == "refused"]
     row = {"calls": OVERFLOW_CALLS, "queue_max_size": OVERFLOW_QUEUE, **counts,
