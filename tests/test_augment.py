@@ -6,6 +6,7 @@ import numpy as np
 
 from greenlens.core.tasks import CACTUS, LEAF
 from greenlens.training.augment import view
+from greenlens.training.finetune import augment
 
 
 def _tile(side: int = 32) -> np.ndarray:
@@ -41,3 +42,19 @@ def test_the_same_seed_gives_the_same_views():
         assert all(np.array_equal(a, b) for a, b in zip(first, again))
         other = view(image, augmentation, np.random.default_rng(8))
         assert not np.array_equal(first[0], other)
+
+
+def test_a_plain_share_of_the_realistic_views_stays_a_flip_or_rotation():
+    """`Recipe.plain_share`: that share of the training's realistic views keeps the image's pixels; the first two
+    views stay the image and a flip or rotation of it whatever the share."""
+    image = _tile()
+    plain = _dihedral(image)
+
+    def untouched_share(share: float, view_index: int) -> float:
+        rng = np.random.default_rng(1)
+        views = [augment(image, CACTUS.augmentation, rng, view_index, plain_share=share) for _ in range(300)]
+        return sum(any(np.array_equal(v, p) for p in plain) for v in views) / len(views)
+
+    assert untouched_share(0.0, 2) < 0.05
+    assert 0.3 < untouched_share(0.4, 2) < 0.5
+    assert untouched_share(0.0, 1) == untouched_share(0.0, 0) == 1.0

@@ -41,6 +41,7 @@ RECIPE_HELP = {
     "alpha": "MobileNetV2 width (1.0 and 0.5 have ImageNet weights)",
     "fine_tune_after": "last frozen layer; the blocks after it are fine-tuned",
     "views": "augmented views cached per training image",
+    "plain_share": "share of the realistic views left as the image but for a flip or rotation",
     "head_epochs": "stage 1 epochs (early stopping)",
     "head_learning_rate": "stage 1 learning rate",
     "fine_tune_epochs": "stage 2 epochs (early stopping)",

@@ -60,7 +60,8 @@ def fine_tune(config: TrainConfig, num_classes: int, train_images, train_labels,
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     train_views = np.stack([
-        cache_activations(stem, [augment(image, config.augmentation, rng, view) for image in train_images],
+        cache_activations(stem, [augment(image, config.augmentation, rng, view, plain_share=recipe.plain_share)
+                                 for image in train_images],
                           f"Frozen layers, view {view + 1}/{recipe.views}")
         for view in range(recipe.views)
     ])
@@ -114,13 +115,15 @@ def split_backbone(model: keras.Model, cut_layer: str) -> tuple[keras.Model, ker
     return stem, top
 
 
-def augment(image: np.ndarray, augmentation: Augmentation, rng: np.random.Generator, view: int) -> np.ndarray:
+def augment(image: np.ndarray, augmentation: Augmentation, rng: np.random.Generator, view: int, *,
+            plain_share: float = 0.0) -> np.ndarray:
     """View `view` of a training image: view 0 is the image itself, view 1 a flip or rotation of it (clean
     images stay a third of what stage 2 sees: with realistic variations only, clean accuracy fell), the
-    others realistic variations (greenlens.training.augment): what users' photos and flights differ in."""
+    others realistic variations (greenlens.training.augment): what users' photos and flights differ in, but for
+    a `plain_share` of them that stay a flip or rotation too."""
     if view == 0:
         return image
-    if view == 1:
+    if view == 1 or (plain_share > 0 and rng.random() < plain_share):
         return augmenting.geometric(image, augmentation, rng)
     return augmenting.view(image, augmentation, rng)
 
