@@ -24,11 +24,21 @@ def free_port() -> int:
 @contextmanager
 def running_app(env: dict[str, str] | None = None, timeout: float = 180, *, folder=ROOT):
     """`python app.py` of `folder` (this checkout, or e.g. a downloaded Space), its own copy of greenlens
-    first on the path; yields (url, process)."""
+    first on the path, and a Gradio cache of its own unless `env` names one; yields (url, process)."""
+    # A cache of its own: Gradio names result files by their content's hash, so apps sharing /tmp/gradio share files,
+    # and one app's delete_cache could remove a file while another serves it (the suspected cause of a download cut
+    # short twice in full runs).
+    with (tempfile.TemporaryDirectory(prefix="gradio-cache-") as cache,
+          _app_process({"GRADIO_TEMP_DIR": cache, **(env or {})}, timeout, folder=folder) as running):
+        yield running
+
+
+@contextmanager
+def _app_process(env: dict[str, str], timeout: float, *, folder):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     environment = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-                   "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+                   "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **env}
     # A file, not a pipe: nobody reads a pipe while the app runs, and a full one would block it.
     log_path = os.environ.get("APP_LOG")
     # Open as long as the app runs; closed (and removed) in the finally below.
