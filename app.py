@@ -34,6 +34,7 @@ from gradio import processing_utils
 from gradio.components.label import LabelConfidence, LabelData
 from gradio.utils import NamedString
 from gradio_client.utils import is_valid_file
+from PIL import Image
 
 from greenlens import survey as surveying
 from greenlens.core.examples import example_files
@@ -198,8 +199,13 @@ def classify_fn(classifier: Classifier, task_name: str):
 
 
 def explain_fn(classifier: Classifier, task_name: str):
-    def explain(path: str | None):
-        return classifier.explain(read_upload(path))
+    def explain(path: str | None) -> str:
+        # A file of its own, not the array: Gradio saves an array under a name made from its content's hash and
+        # rewrites that file in place for every request with the same answer, so two people explaining the same
+        # photo (an example, say) could cut each other's download short (2 to 3 of 48 identical requests here).
+        heat = output_file("heat.webp")
+        Image.fromarray(classifier.explain(read_upload(path))).save(heat, quality=90)
+        return str(heat)
 
     title = TASKS[task_name].title.lower()
     return as_tool(explain, f"explain_{task_name}", f"""Where the {title} model looked for its answer: Grad-CAM.

@@ -45,9 +45,9 @@ def overflow() -> int:
             refused = "queue is full" in str(error).lower() and "try again" in str(error).lower()
             return "refused" if refused else "error", time.perf_counter() - started, f"{type(error).__name__}: {error}"
 
-    # A Gradio cache of its own. Gradio names a result by its content's hash, so an app sharing the cache (a test
-    # suite's) can hold the same file; twice in full test runs a result download was cut short here (2026-12-07), and
-    # such a shared, older file removed by the other app's delete_cache is the suspected cause (not proven).
+    # A Gradio cache of its own, removed with the app. (Twice in full test runs a result download was cut short here:
+    # Gradio rewrote the content-hashed file of an identical answer in place while it was served; the explain
+    # endpoints now write a file of their own per request, tests/test_app.py.)
     with tempfile.TemporaryDirectory(prefix="greenlens-overflow-") as cache:
         app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE),
                                                          "GRADIO_TEMP_DIR": cache})

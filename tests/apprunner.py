@@ -25,9 +25,8 @@ def free_port() -> int:
 def running_app(env: dict[str, str] | None = None, timeout: float = 180, *, folder=ROOT):
     """`python app.py` of `folder` (this checkout, or e.g. a downloaded Space), its own copy of greenlens
     first on the path, and a Gradio cache of its own unless `env` names one; yields (url, process)."""
-    # A cache of its own: Gradio names result files by their content's hash, so apps sharing /tmp/gradio share files,
-    # and one app's delete_cache could remove a file while another serves it (the suspected cause of a download cut
-    # short twice in full runs).
+    # A cache of its own: Gradio names result files by their content's hash, so apps sharing /tmp/gradio would share
+    # files, and one app's delete_cache could remove a file another serves.
     with (tempfile.TemporaryDirectory(prefix="gradio-cache-") as cache,
           _app_process({"GRADIO_TEMP_DIR": cache, **(env or {})}, timeout, folder=folder) as running):
         yield running

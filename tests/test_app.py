@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gradio_client import handle_file
+from PIL import Image
 
 from greenlens.core.examples import example_files
 
@@ -40,8 +43,6 @@ def test_endpoints_are_named_in_the_api(client):
 
 
 def test_out_of_distribution_image_is_named_so_with_probabilities_listed(client, tmp_path):
-    from PIL import Image
-
     path = tmp_path / "green.png"
     Image.new("RGB", (300, 200), (30, 150, 40)).save(path)
     result = client.predict(handle_file(str(path)), api_name="/classify_leaf")
@@ -66,9 +67,6 @@ def test_bad_model_source_stops_the_app_with_the_variable_named(tmp_path):
 def test_survey_endpoint_returns_overlay_summary_and_csv(client, tmp_path):
     """/survey keeps its three outputs in their order for existing callers."""
     import csv
-
-    import numpy as np
-    from PIL import Image
 
     from greenlens.core.images import decode_image
 
@@ -139,10 +137,7 @@ def test_survey_files_takes_areas_of_interest_and_refuses_what_is_not_polygons(c
 
 def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
     import csv
-    import io
     import zipfile
-
-    from PIL import Image
 
     files = require_examples("leaf")
     archive = tmp_path / "leaves.zip"
@@ -164,13 +159,26 @@ def test_batch_endpoint_takes_a_zip_and_reports_bad_files(client, tmp_path):
 
 @pytest.mark.parametrize("task", ["leaf", "cactus"])
 def test_explain_endpoint_returns_the_image_with_a_heat_map(client, task):
-    from PIL import Image
-
     path, _ = require_examples(task)[0]
     overlay = client.predict(handle_file(str(path)), api_name=f"/explain_{task}")
     original, explained = Image.open(path), Image.open(overlay)
     assert explained.size == original.size
     assert np.abs(np.asarray(explained.convert("RGB"), int) - np.asarray(original.convert("RGB"), int)).mean() > 5
+
+
+def test_the_same_explanation_twice_is_two_files(app_url):
+    """Gradio saves a returned array under its content's hash and rewrites that file for every request with the same
+    answer, which cut concurrent downloads short (2-3 of 48 identical requests with a large image); the endpoint
+    hands Gradio a file of its own per request instead, so no request's file is rewritten while it is served."""
+    from gradio_client import Client
+
+    path, _ = require_examples("leaf")[0]
+    client = Client(app_url, verbose=False, download_files=False)
+    first, second = (client.predict(handle_file(str(path)), api_name="/explain_leaf") for _ in range(2))
+    assert first["path"] != second["path"]
+    for result in (first, second):
+        with urllib.request.urlopen(result["url"]) as response:
+            Image.open(io.BytesIO(response.read())).load()  # whole
 
 
 @pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGINT"])
