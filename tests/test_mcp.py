@@ -42,7 +42,10 @@ def test_tools_classify_real_images_with_the_endpoints_labels(app_url, client):
         pytest.skip("example images not copied in (make examples with the data folder present)")
     chosen = [(task, path, label) for task, files in examples.items() for path, label in files[:3]]
     calls = [(f"classify_{task}", {"path": data_url(path)}) for task, path, _ in chosen]
-    tools, results = asyncio.run(list_and_call(app_url, calls))
+    tools, results = asyncio.run(list_and_call(app_url, [*calls, ("explain_leaf", {"path": data_url(chosen[0][1])})]))
+    explained = results.pop()
+    assert not explained.isError, explained
+    assert [content.mimeType for content in explained.content if content.type == "image"] == ["image/webp"]
     assert {"classify_leaf", "classify_cactus", "explain_leaf", "explain_cactus", "survey"} <= set(tools)
     schema = tools["classify_cactus"].inputSchema["properties"]["path"]
     assert "data: URL" in schema["description"]
