@@ -28,36 +28,29 @@ OVERFLOW_CALLS = 12
 
 def overflow() -> int:
     """OVERFLOW_CALLS simultaneous Grad-CAM requests against a queue of OVERFLOW_QUEUE places."""
-    import tempfile
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import Client, handle_file
 
     image = next(path for path, endpoint, _ in example_calls() if endpoint == "/classify_leaf")
+    app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE)})
+    try:
+        clients = [Client(url, verbose=False) for _ in range(OVERFLOW_CALLS)]
 
-    def call(client):
-        started = time.perf_counter()
-        try:
-            client.predict(handle_file(str(image)), api_name="/explain_leaf")
-            return "answered", time.perf_counter() - started, ""
-        except Exception as error:
-            refused = "queue is full" in str(error).lower() and "try again" in str(error).lower()
-            return "refused" if refused else "error", time.perf_counter() - started, f"{type(error).__name__}: {error}"
+        def call(client):
+            started = time.perf_counter()
+            try:
+                client.predict(handle_file(str(image)), api_name="/explain_leaf")
+                return "answered", time.perf_counter() - started, ""
+            except Exception as error:
+                refused = "queue is full" in str(error).lower() and "try again" in str(error).lower()
+                return "refused" if refused else "error", time.perf_counter() - started, f"{type(error).__name__}: {error}"
 
-    # A Gradio cache of its own, removed with the app. (Twice in full test runs a result download was cut short here:
-    # Gradio rewrote the content-hashed file of an identical answer in place while it was served; the explain
-    # endpoints now write a file of their own per request, tests/test_app.py.)
-    with tempfile.TemporaryDirectory(prefix="greenlens-overflow-") as cache:
-        app, url, _ = start_server(ROOT / "app.py", env={"GREENLENS_QUEUE_MAX_SIZE": str(OVERFLOW_QUEUE),
-                                                         "GRADIO_TEMP_DIR": cache})
-        try:
-            clients = [Client(url, verbose=False) for _ in range(OVERFLOW_CALLS)]
-            with ThreadPoolExecutor(OVERFLOW_CALLS) as pool:
-                outcomes = list(pool.map(call, clients))
-        finally:
-            app.terminate()
-            app.wait(timeout=30)  # before its cache folder goes
+        with ThreadPoolExecutor(OVERFLOW_CALLS) as pool:
+            outcomes = list(pool.map(call, clients))
+    finally:
+        app.terminate()
     counts = {kind: sum(1 for outcome in outcomes if outcome[0] == kind) for kind in ("answered", "refused", "error")}
     refused_s = [seconds for kind, seconds, _ in outcomes if kind == "refused"]
     row = {"calls": OVERFLOW_CALLS, "queue_max_size": OVERFLOW_QUEUE, **counts,
