@@ -123,6 +123,7 @@ def augment(image: np.ndarray, augmentation: Augmentation, rng: np.random.Genera
     a `plain_share` of them that stay a flip or rotation too."""
     if view == 0:
         return image
+    # No draw at a share of 0: the recipes' views stay the ones their seed gave before the share existed.
     if view == 1 or (plain_share > 0 and rng.random() < plain_share):
         return augmenting.geometric(image, augmentation, rng)
     return augmenting.view(image, augmentation, rng)
