@@ -24,7 +24,7 @@ test: install examples keras-cache
 test-fast: install examples keras-cache
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2
 
 install: $(VENV)/.installed
 

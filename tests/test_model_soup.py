@@ -8,11 +8,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from greenlens.core import repository
 from greenlens.core.inference import Classifier
 
 from .conftest import ROOT
+
+pytestmark = pytest.mark.slow  # two model loads and a save in a subprocess: about 25 s
 
 
 def soup(*arguments) -> subprocess.CompletedProcess:
