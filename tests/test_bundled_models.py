@@ -31,7 +31,7 @@ def bundled(request):
 
 
 def test_bundled_model_is_its_tasks_default_recipe(bundled):
-    """`python train.py TASK` trains exactly the bundled model: same recipe, no flags."""
+    """`python train.py TASK` trains with the bundled model's recipe: same recipe and views settings, no flags."""
     name, repo = bundled
     task = TASKS[name]
     assert repo.labels == task.labels

@@ -12,10 +12,10 @@
     python train.py adapt --from models/cactus flight.tif --points cacti.gpkg --areas annotated.gpkg --tile-size 48 \
         --out models/cactus-flight                      # adapt to your own flight (`python train.py adapt --help`)
 
-Each task's recipes live in greenlens/core/tasks.py; the first is the default and trains exactly the
-bundled model. Flags below override single values of the recipe. Data folders default to
-$DATA_DIR/<the task's Kaggle folders>. Pushing needs a token with write access: HF_TOKEN, or
-`hf auth login`.
+Each task's recipes live in greenlens/core/tasks.py; the first is the default, the bundled model's recipe
+(its training views were drawn by the code before 9204ebc, so today's run makes another model).
+Flags below override single values of the recipe. Data folders default to $DATA_DIR/<the task's Kaggle folders>.
+Pushing needs a token with write access: HF_TOKEN, or `hf auth login`.
 """
 
 from __future__ import annotations
